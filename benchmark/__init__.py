@@ -1,0 +1,1 @@
+"""The framework-agnostic CosmicTagger benchmark harness."""

@@ -1,0 +1,96 @@
+"""Reading CosmicTagger events from larcv3 HDF5 files with h5py.
+
+Layout (larcv3 sparse2d): `Data/sparse2d_<producer>_group/` holds `extents`
+(per event: first projection row, count), `voxel_extents` (per event and
+projection: first voxel, count, projection id), `voxels` (id, value) and
+`image_meta` (per event and projection). A voxel id enumerates a grid of
+2048 (x, the meta's first axis) by 1280 (y) with y fastest: id = x*1280 + y,
+as larcv3 decodes it; the dense plane has 1280 rows (y) and 2048 columns (x).
+Charge comes from producer `sbndwire`, labels from `sbnd_cosmicseg`.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import h5py
+import numpy as np
+
+from benchmark.data.source import Event
+from benchmark.errors import DataError
+
+IMAGE_PRODUCER = "sbndwire"
+LABEL_PRODUCER = "sbnd_cosmicseg"
+N_PLANES = 3
+
+
+def _group(handle: h5py.File, path: str, producer: str) -> h5py.Group:
+    name = f"Data/sparse2d_{producer}_group"
+    if name not in handle:
+        raise DataError(f"{path}: no product sparse2d '{producer}' (missing group {name})")
+    return handle[name]
+
+
+class LarcvSource:
+    """An EventSource over one larcv3 file (charge and labels of 3 planes)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as exc:
+            raise DataError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from exc
+        self._image = _group(self._file, path, IMAGE_PRODUCER)
+        self._label = _group(self._file, path, LABEL_PRODUCER)
+        try:
+            self._extents = self._image["extents"][:]
+            self._voxel_extents = self._image["voxel_extents"][:]
+            self._label_extents = self._label["voxel_extents"][:]
+            meta = self._image["image_meta"][0]
+        except (KeyError, OSError, IndexError) as exc:
+            raise DataError(f"{path}: incomplete sparse2d product ({exc})") from exc
+        columns, rows = (int(n) for n in meta["number_of_voxels"])  # meta's first axis is x
+        self._shape = (rows, columns)
+
+    @property
+    def full_shape(self) -> Tuple[int, int]:
+        return self._shape
+
+    def __len__(self) -> int:
+        return int(self._extents.shape[0])
+
+    def read(self, entry: int) -> Event:
+        if not 0 <= entry < len(self):
+            raise IndexError(f"{self.path}: entry {entry} out of range (file has {len(self)})")
+        first, count = (int(v) for v in self._extents[entry])
+        if count != N_PLANES:
+            raise DataError(f"{self.path}: entry {entry} has {count} projections, expected {N_PLANES}")
+        planes = [self._read_plane(entry, first + p) for p in range(N_PLANES)]
+        return Event(*(tuple(column) for column in zip(*planes)))
+
+    def _read_plane(self, entry: int, row: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        try:
+            charge = self._voxels(self._image, self._voxel_extents[row])
+            labels = self._voxels(self._label, self._label_extents[row])
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.path}: entry {entry}: unreadable voxels ({str(exc).splitlines()[0]})") from exc
+        rows, columns = self._shape
+        if charge["id"].shape != labels["id"].shape or not np.array_equal(charge["id"], labels["id"]):
+            raise DataError(f"{self.path}: entry {entry} plane {row % N_PLANES}: image and label voxel ids disagree")
+        ids = charge["id"].astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= rows * columns):
+            raise DataError(f"{self.path}: entry {entry} plane {row % N_PLANES}: voxel ids outside the {rows}x{columns} image")
+        label = labels["value"]
+        if label.size and not np.isin(label, (0, 1, 2)).all():
+            raise DataError(f"{self.path}: entry {entry} plane {row % N_PLANES}: label values outside {{0, 1, 2}}")
+        x, y = np.divmod(ids, rows)
+        index = y * columns + x
+        order = np.argsort(index, kind="stable")
+        return index[order], charge["value"][order].astype(np.float32), label[order].astype(np.uint8)
+
+    @staticmethod
+    def _voxels(group: h5py.Group, extent) -> np.ndarray:
+        first, count = int(extent["first"]), int(extent["N"])
+        return group["voxels"][first : first + count]
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,46 @@
+"""The event sources a run reads: synthetic streams or larcv3 files.
+
+Synthetic data stands in for the real dataset with its sizes (43,075
+training and 7,362 validation events, the published counts), unless
+`data.synthetic_events` sets another size; each split has its own stream.
+"""
+from __future__ import annotations
+
+import os
+from typing import Tuple
+
+from omegaconf import DictConfig
+
+from benchmark.data.source import EventSource
+from benchmark.errors import DataError
+
+SBND_SHAPE: Tuple[int, int] = (1280, 2048)  # rows (drift time) x columns (wires) per plane
+REAL_TRAIN_EVENTS, REAL_VALIDATION_EVENTS = 43_075, 7_362
+_STREAMS = {"file": 0, "aux_file": 1}
+
+
+def open_source(cfg: DictConfig, which: str) -> EventSource:
+    """`which` is "file" (training, or what inference evaluates) or "aux_file" (validation)."""
+    if cfg.data.synthetic:
+        from benchmark.data.synthetic import SyntheticSource
+
+        default = REAL_TRAIN_EVENTS if which == "file" else REAL_VALIDATION_EVENTS
+        events = cfg.data.synthetic_events or default
+        # Distinct seeds per split, so validation events are not training events.
+        return SyntheticSource(events, seed=cfg.data.seed * 2 + _STREAMS[which], full_shape=SBND_SHAPE)
+    path = os.path.join(cfg.data.data_directory, cfg.data[which])
+    if not os.path.exists(path):
+        raise DataError(f"data.{which}: {path} does not exist (set data.data_directory, or data.synthetic=true)")
+    from benchmark.data.larcv import LarcvSource
+
+    return LarcvSource(path)
+
+
+def full_shape_for_sizing(cfg: DictConfig) -> Tuple[int, int]:
+    """The plane shape to size a network for, without requiring the dataset."""
+    if cfg.data.synthetic:
+        return SBND_SHAPE
+    path = os.path.join(cfg.data.data_directory, cfg.data.file)
+    if os.path.exists(path):
+        return open_source(cfg, "file").full_shape
+    return SBND_SHAPE

@@ -1,0 +1,99 @@
+"""The small interface through which a framework plugs into the harness.
+
+The harness owns everything that is the same for every framework: the
+training loop, data, the learning-rate schedule, metrics (from confusion
+matrices), timing, checkpoint cadence and reporting. An implementation owns
+the model, the optimizer state, precision, devices, and its checkpoint files.
+
+Values that live on the accelerator (loss, confusion matrices) come back as
+opaque handles; the harness turns them into numbers with `fetch` only when it
+reports, so an implementation need not synchronise the host every step.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+from benchmark.data.batch import VoxelBatch
+
+
+@dataclass
+class StepResult:
+    """Outputs of one forward pass, still on the device."""
+
+    loss: Any  # scalar
+    confusion: Any  # [B, 3 planes, 3 true, 3 predicted] counts
+    predictions: Any = None  # [B, 3, H, W] uint8 labels, evaluation only
+
+
+@dataclass
+class ModelCost:
+    """What one image costs at a given resolution, for sizing runs."""
+
+    forward_flop: float
+    train_step_flop: float
+    activation_bytes: float  # tensors kept for the backward pass, per image
+
+
+class Implementation(abc.ABC):
+    """A model in one framework and convolution mode.
+
+    Constructed as `Cls(cfg, image_shape)`: the resolved configuration (with
+    resolved seeds) and the (rows, columns) of the images it will see.
+    """
+
+    #: short name used in reports and results, e.g. "torch-2D"
+    name: str = ""
+
+    @abc.abstractmethod
+    def device_description(self) -> str:
+        """Where it runs, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H200"."""
+
+    @abc.abstractmethod
+    def parameter_count(self) -> int:
+        """Trainable parameters."""
+
+    @abc.abstractmethod
+    def layer_summary(self) -> str:
+        """A human-readable listing of the network's layers."""
+
+    @abc.abstractmethod
+    def cost(self, image_shape: Tuple[int, int]) -> ModelCost:
+        """FLOP and activation memory per image, without training."""
+
+    @abc.abstractmethod
+    def accumulate(self, batch: VoxelBatch, weight: float) -> StepResult:
+        """Forward and backward on one micro-batch, adding `weight` x its gradient."""
+
+    @abc.abstractmethod
+    def apply_update(self, learning_rate: float) -> None:
+        """One optimizer step with the accumulated gradient, then clear it."""
+
+    @abc.abstractmethod
+    def evaluate(self, batch: VoxelBatch, with_predictions: bool = False) -> StepResult:
+        """Forward pass in evaluation mode (no gradients, running statistics)."""
+
+    @abc.abstractmethod
+    def fetch(self, value: Any) -> np.ndarray:
+        """A device value as a numpy array (synchronises)."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so wall-clock timings are true."""
+
+    @abc.abstractmethod
+    def save(self, path: str) -> None:
+        """Write model, optimizer, loss-scaler and framework RNG state to `path`."""
+
+    @abc.abstractmethod
+    def load(self, path: str, weights_only: bool = False) -> None:
+        """Restore what `save` wrote (only the model weights if `weights_only`)."""
+
+    def checkpoint_suffix(self) -> str:
+        return ".ckpt"
+
+    def describe(self) -> Dict[str, str]:
+        """Framework and library versions, for logs and results."""
+        return {}

@@ -1,0 +1,1 @@
+"""One module per mode: train, inference, iotest, summary."""

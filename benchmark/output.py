@@ -1,0 +1,75 @@
+"""The run's output directory: saved configurations and metric CSV files."""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Dict, List, Sequence
+
+from benchmark.errors import BenchmarkError
+
+
+class RunDirectory:
+    """`run.output_dir`, created on first use; nothing in it is overwritten silently."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def create(self) -> "RunDirectory":
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            os.makedirs(self.checkpoints, exist_ok=True)
+        except OSError as exc:
+            raise BenchmarkError(f"run.output_dir={self.path}: cannot create it ({exc.strerror})") from exc
+        if not os.access(self.path, os.W_OK):
+            raise BenchmarkError(f"run.output_dir={self.path}: not writable")
+        return self
+
+    @property
+    def checkpoints(self) -> str:
+        return os.path.join(self.path, "checkpoints")
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def save_config(self, text: str, mode: str) -> str:
+        """Keep every invocation's configuration: config.yaml, then config.<mode>.1.yaml, ..."""
+        path = self.file("config.yaml")
+        if os.path.exists(path):
+            with open(path) as handle:
+                if handle.read() == text:
+                    return path
+            index = 1
+            while os.path.exists(path := self.file(f"config.{mode}.{index}.yaml")):
+                index += 1
+        with open(path, "w") as handle:
+            handle.write(text)
+        return path
+
+
+class MetricsCSV:
+    """Rows of metrics keyed by step; a resumed run drops rows past its checkpoint."""
+
+    def __init__(self, path: str, columns: Sequence[str]):
+        self.path = path
+        self.columns = list(columns)
+
+    def start(self, resume_step: int) -> None:
+        """Begin a run that continues after `resume_step` completed steps (0: fresh)."""
+        kept: List[Dict[str, str]] = []
+        if resume_step > 0 and os.path.exists(self.path):
+            with open(self.path, newline="") as handle:
+                kept = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+
+    def append(self, row: Dict[str, object]) -> None:
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore").writerow(
+                {k: _format(v) for k, v in row.items()}
+            )
+
+
+def _format(value: object) -> object:
+    return f"{value:.6g}" if isinstance(value, float) else value

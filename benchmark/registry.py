@@ -1,0 +1,41 @@
+"""Which implementation serves a (framework, convolution mode), imported lazily.
+
+The harness never imports a framework at module level: the module named here
+is imported only when a run selects it, after `framework.environment_variables`
+are exported.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Tuple, Type
+
+from omegaconf import DictConfig
+
+from benchmark.errors import ConfigError
+from benchmark.implementation import Implementation
+
+_IMPLEMENTATIONS = {
+    ("torch", "2D"): "implementations.torch.implementation:TorchDense2D",
+}
+
+
+def key_of(cfg: DictConfig) -> Tuple[str, str]:
+    return cfg.framework.name.value, cfg.network.conv_mode.value
+
+
+def check_available(cfg: DictConfig) -> None:
+    """Refuse a combination that has no implementation, before any work."""
+    if key_of(cfg) not in _IMPLEMENTATIONS:
+        available = ", ".join(f"framework.name={f} network.conv_mode={m}" for f, m in _IMPLEMENTATIONS)
+        framework, mode = key_of(cfg)
+        raise ConfigError(
+            f"framework.name={framework} with network.conv_mode={mode} has no implementation yet; available: {available}"
+        )
+
+
+def load_class(cfg: DictConfig) -> Type[Implementation]:
+    check_available(cfg)
+    os.environ.update({str(k): str(v) for k, v in cfg.framework.environment_variables.items()})
+    module_name, class_name = _IMPLEMENTATIONS[key_of(cfg)].split(":")
+    return getattr(importlib.import_module(module_name), class_name)

@@ -1,0 +1,1 @@
+"""Reference implementations, one package per framework and convolution mode."""

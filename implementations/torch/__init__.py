@@ -1,0 +1,1 @@
+"""PyTorch implementation of the CosmicTagger UResNet and its training step."""

@@ -1,0 +1,102 @@
+"""Convolutional building blocks of the UResNet.
+
+Every block works on a plane-folded batch: the three wire planes of B events
+stacked on the batch axis, planes-major ([3B, C, H, W], rows p*B..(p+1)*B-1
+are plane p), so one convolution applies the shared weights to all planes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Type
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NEGATIVE_SLOPE = 0.01  # leaky ReLU slope, torch's (and upstream's) default
+
+NormFactory = Callable[[int], nn.Module]
+
+
+class PlaneBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d on a plane-folded batch with per-plane training statistics.
+
+    Upstream calls one shared BatchNorm2d once per plane, so in training each
+    plane is normalised with its own batch statistics and the shared running
+    statistics are updated once per plane, in plane order. With `per_plane`
+    (and in training) this does exactly that on the contiguous plane slices;
+    otherwise it is a plain BatchNorm2d over the whole folded batch. Being a
+    BatchNorm2d subclass, its parameters and state_dict keys are the same.
+    """
+
+    def __init__(self, num_features: int, planes: int = 3, per_plane: bool = True, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.planes = planes
+        self.per_plane = per_plane
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.per_plane and self.planes > 1):
+            return super().forward(x)
+        normalise = super().forward  # one call per plane updates the running stats in plane order
+        return torch.cat([normalise(plane) for plane in x.chunk(self.planes)], dim=0)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, planes={self.planes}, per_plane={self.per_plane}"
+
+
+@dataclass(frozen=True)
+class ConvSettings:
+    """What every Block of one network shares: conv bias and normalisation."""
+
+    bias: bool
+    norm: Optional[NormFactory]  # called with the channel count; None: no normalisation
+
+
+class Block(nn.Module):
+    """Convolution, then normalisation (if any), then leaky ReLU (if `activation`)."""
+
+    def __init__(
+        self,
+        settings: ConvSettings,
+        inplanes: int,
+        outplanes: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        activation: bool = True,
+        conv: Type[nn.Module] = nn.Conv2d,
+    ):
+        super().__init__()
+        # "same" padding for odd kernels; 0 for the 1x1 and the 2x2/stride-2 samplers
+        padding = (kernel_size - 1) // 2
+        self.conv = conv(inplanes, outplanes, kernel_size, stride=stride, padding=padding, bias=settings.bias)
+        self.norm = settings.norm(outplanes) if settings.norm is not None else None
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return F.leaky_relu(x, NEGATIVE_SLOPE) if self.activation else x
+
+
+class ResidualBlock(nn.Module):
+    """Two C->C Blocks (the second without activation), the shortcut, then leaky ReLU."""
+
+    def __init__(self, settings: ConvSettings, channels: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv1 = Block(settings, channels, channels, kernel_size)
+        self.conv2 = Block(settings, channels, channels, kernel_size, activation=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.conv2(self.conv1(x)) + x, NEGATIVE_SLOPE)
+
+
+class BlockSeries(nn.Sequential):
+    """`n_blocks` channel-preserving blocks: ResidualBlocks if `residual`, else Blocks."""
+
+    def __init__(self, settings: ConvSettings, channels: int, n_blocks: int, kernel_size: int = 3, residual: bool = True):
+        if residual:
+            blocks = [ResidualBlock(settings, channels, kernel_size) for _ in range(n_blocks)]
+        else:
+            blocks = [Block(settings, channels, channels, kernel_size) for _ in range(n_blocks)]
+        super().__init__(*blocks)

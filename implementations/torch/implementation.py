@@ -1,0 +1,158 @@
+"""The PyTorch 2D reference implementation: the UResNet trained as upstream defines it."""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Tuple
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from benchmark.config.schema import DataFormat, OptimizerKind
+from benchmark.data.batch import VoxelBatch
+from benchmark.errors import DataError
+from benchmark.implementation import Implementation, ModelCost, StepResult
+
+from .confusion import confusion, predictions
+from .cost import layer_table, measure_cost
+from .loss import SegmentationLoss
+from .runtime import PrecisionPolicy, select_device, set_threads
+from .uresnet2d import UResNet, count_parameters
+
+
+class TorchDense2D(Implementation):
+    name = "torch-2D"
+
+    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int]):
+        self.cfg = cfg
+        self.image_shape = tuple(image_shape)
+        self.device = select_device(cfg.run.compute_mode)
+        self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(cfg.run.seed)
+        self.memory_format = torch.channels_last if cfg.data.data_format == DataFormat.channels_last else torch.contiguous_format
+        self.model = self._build().to(self.device, memory_format=self.memory_format)
+        self.policy = PrecisionPolicy(cfg.run.precision, self.device)
+        self.scaler = self.policy.grad_scaler()
+        self.optimizer = self._optimizer()
+        self.loss_fn = SegmentationLoss(cfg.mode.optimizer.loss_balance_scheme)
+        # Conv kernels only: the L2 term is defined the same way in every framework.
+        self._decayed = [m.weight for m in self.model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    def _build(self) -> UResNet:
+        return UResNet(self.cfg.network)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        params = self.model.parameters()
+        # The harness sets the learning rate before every update.
+        if self.cfg.mode.optimizer.name == OptimizerKind.rmsprop:
+            return torch.optim.RMSprop(params, lr=0.0, eps=1e-4)
+        return torch.optim.Adam(params, lr=0.0)
+
+    # -- description -------------------------------------------------------
+    def device_description(self) -> str:
+        if self.device.type == "cuda":
+            return f"{self.device} {torch.cuda.get_device_name(self.device)}"
+        return f"cpu ({self.threads} threads)"
+
+    def parameter_count(self) -> int:
+        return count_parameters(self.model)
+
+    def layer_summary(self) -> str:
+        return layer_table(self._build, self.image_shape)
+
+    def cost(self, image_shape: Tuple[int, int]) -> ModelCost:
+        return measure_cost(self._build, image_shape)
+
+    def describe(self) -> Dict[str, str]:
+        info = {"framework": f"PyTorch {torch.__version__}", "device": self.device_description()}
+        if self.device.type == "cuda":
+            info["cuda"] = str(torch.version.cuda)
+            info["cudnn"] = str(torch.backends.cudnn.version())
+        return info
+
+    # -- steps -------------------------------------------------------------
+    def _to_device(self, batch: VoxelBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Scatter the voxels into dense tensors on the device (uint8 labels)."""
+        h, w = batch.image_shape
+        size = batch.batch_size * 3 * h * w
+        flat = torch.from_numpy(batch.flat_index()).to(self.device, non_blocking=True)
+        image = torch.zeros(size, dtype=torch.float32, device=self.device)
+        label = torch.zeros(size, dtype=torch.uint8, device=self.device)
+        image[flat] = torch.from_numpy(batch.value).to(self.device, non_blocking=True)
+        label[flat] = torch.from_numpy(batch.label).to(self.device, non_blocking=True)
+        shape = (batch.batch_size, 3, h, w)
+        return image.view(shape).contiguous(memory_format=self.memory_format), label.view(shape)
+
+    def _l2_penalty(self) -> torch.Tensor:
+        return self.cfg.network.weight_decay * sum(w.pow(2).sum() for w in self._decayed)
+
+    def accumulate(self, batch: VoxelBatch, weight: float) -> StepResult:
+        self.model.train()
+        image, label = self._to_device(batch)
+        with self.policy.autocast():
+            logits = self.model(image)
+        loss = self.loss_fn(logits, label)
+        total = loss + self._l2_penalty() if self.cfg.network.weight_decay > 0 else loss
+        self.scaler.scale(total * weight).backward()
+        return StepResult(loss=loss.detach(), confusion=confusion(logits.detach(), label))
+
+    def apply_update(self, learning_rate: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def evaluate(self, batch: VoxelBatch, with_predictions: bool = False) -> StepResult:
+        self.model.eval()
+        image, label = self._to_device(batch)
+        with self.policy.autocast():
+            logits = self.model(image)
+        return StepResult(
+            loss=self.loss_fn(logits, label),
+            confusion=confusion(logits, label),
+            predictions=predictions(logits) if with_predictions else None,
+        )
+
+    def fetch(self, value: Any) -> np.ndarray:
+        return value.detach().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # -- state -------------------------------------------------------------
+    def save(self, path: str) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        tmp = f"{path}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a crash never leaves a half-written checkpoint
+
+    def load(self, path: str, weights_only: bool = False) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(state["model"])
+        except FileNotFoundError as exc:
+            raise DataError(f"{path}: no such checkpoint") from exc
+        except Exception as exc:  # a truncated file, another model, not a checkpoint
+            raise DataError(f"{path}: not a checkpoint of this network ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from exc
+        if weights_only:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"].cpu())
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+
+    def checkpoint_suffix(self) -> str:
+        return ".pt"

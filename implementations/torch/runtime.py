@@ -1,0 +1,66 @@
+"""Device, threads and numeric precision for the PyTorch implementations."""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import ContextManager, Optional
+
+import torch
+
+from benchmark.config.schema import ComputeMode, Precision
+from benchmark.errors import BenchmarkError
+
+
+def select_device(compute_mode: ComputeMode) -> torch.device:
+    if compute_mode == ComputeMode.CPU:
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    if compute_mode == ComputeMode.GPU:
+        raise BenchmarkError("run.compute_mode=GPU but torch sees no GPU (use run.compute_mode=CPU or auto)")
+    return torch.device("cpu")
+
+
+def set_threads(intra: int, inter: int) -> int:
+    """Apply the thread settings, capped at the cores present (more only slows)."""
+    cores = os.cpu_count() or 1
+    threads = min(intra, cores) if intra > 0 else cores
+    torch.set_num_threads(threads)
+    if inter > 0:
+        # Settable once per process, before inter-op work starts.
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(inter)
+    return threads
+
+
+@dataclass
+class PrecisionPolicy:
+    """How forward passes are cast and whether gradients need loss scaling.
+
+    Weights stay float32 in every mode (the optimizer updates float32 master
+    weights); `mixed` and `bfloat16` only autocast the forward pass.
+    """
+
+    precision: Precision
+    device: torch.device
+
+    def __post_init__(self) -> None:
+        if self.device.type == "cuda":
+            allow = self.precision != Precision.float32
+            torch.backends.cuda.matmul.allow_tf32 = allow
+            torch.backends.cudnn.allow_tf32 = allow
+
+    @property
+    def autocast_dtype(self) -> Optional[torch.dtype]:
+        return {Precision.mixed: torch.float16, Precision.bfloat16: torch.bfloat16}.get(self.precision)
+
+    def autocast(self) -> ContextManager:
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        # float16 gradients underflow without scaling; the scaler is a no-op otherwise.
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == Precision.mixed)

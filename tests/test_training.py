@@ -1,0 +1,129 @@
+"""End to end through the command line: train, resume, inference, iotest, summary (tiny, CPU)."""
+import csv
+import json
+import os
+
+import pytest
+
+from benchmark.cli import main
+
+TINY = [
+    "data.synthetic=true",
+    "data.synthetic_events=12",
+    "data.downsample=5",  # 40x64 images
+    "network.network_depth=2",
+    "network.n_initial_filters=2",
+    "network.bottleneck_deepest=8",
+    "network.blocks_deepest_layer=1",
+    "network.blocks_final=1",
+    "network.blocks_per_layer=1",
+    "run.minibatch_size=2",
+    "run.aux_minibatch_size=2",
+    "run.compute_mode=CPU",
+    "run.seed=11",
+    "data.seed=5",
+    "mode.optimizer.lr_schedule=flat",
+    "mode.optimizer.learning_rate=0.01",
+    "framework.intra_op_parallelism_threads=1",
+]
+
+
+def run(tmp_path, name, *extra, mode="train"):
+    out = tmp_path / name
+    status = main([f"mode={mode}", f"run.id={name}", f"run.output_dir={out}", *TINY, *extra])
+    return status, out
+
+
+def losses(out):
+    with open(out / "train_metrics.csv") as handle:
+        return [(int(r["step"]), r["loss"]) for r in csv.DictReader(handle)]
+
+
+def test_train_writes_config_metrics_checkpoints_and_throughput(tmp_path, capsys):
+    status, out = run(tmp_path, "basic", "run.iterations=4", "run.aux_iterations=2", "mode.checkpoint_iteration=2")
+    assert status == 0
+    text = capsys.readouterr().out
+    assert text.startswith("-- CONFIG --")
+    assert "trainable parameters:" in text
+    assert "validation after step 2" in text and "validation after step 4" in text
+    assert "throughput:" in text and "images/s over 2 iterations (first 2 left out" in text
+    assert (out / "config.yaml").exists()
+    rows = list(csv.DictReader(open(out / "train_metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    for key in ("loss", "Average/Cosmic_IoU", "Average/Neutrino_IoU", "Average/mIoU", "images_per_second", "plane2/Non_Bkg_Accuracy"):
+        assert all(r[key] not in ("", "nan") for r in rows), key
+    assert len(list(csv.DictReader(open(out / "val_metrics.csv")))) == 2
+    index = json.load(open(out / "checkpoints" / "latest.json"))
+    assert index["latest"]["step"] == 4 and os.path.exists(out / "checkpoints" / "model-2.pt")
+
+
+def test_same_seeds_give_identical_losses(tmp_path):
+    assert run(tmp_path, "a", "run.iterations=3", "run.aux_iterations=0")[0] == 0
+    assert run(tmp_path, "b", "run.iterations=3", "run.aux_iterations=0")[0] == 0
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert run(tmp_path, "c", "run.iterations=3", "run.aux_iterations=0", "run.seed=12")[0] == 0
+    assert losses(tmp_path / "c") != losses(tmp_path / "a")
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_resume_continues_exactly(tmp_path, capsys, precision):
+    common = ["run.aux_iterations=0", "mode.checkpoint_iteration=2", f"run.precision={precision}"]
+    assert run(tmp_path, "whole", "run.iterations=5", *common)[0] == 0
+    assert run(tmp_path, "split", "run.iterations=3", *common)[0] == 0
+    capsys.readouterr()
+    # Steps 4 and 5 must come from the checkpoint after step 3 (written at the end).
+    assert run(tmp_path, "split", "run.iterations=5", *common)[0] == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+
+
+def test_rerun_of_a_finished_run_does_nothing(tmp_path, capsys):
+    assert run(tmp_path, "done", "run.iterations=2", "run.aux_iterations=0")[0] == 0
+    capsys.readouterr()
+    assert run(tmp_path, "done", "run.iterations=2", "run.aux_iterations=0")[0] == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_inference_reports_every_event(tmp_path, capsys):
+    assert run(tmp_path, "inf", "run.iterations=2", "run.aux_iterations=0")[0] == 0
+    capsys.readouterr()
+    status, out = run(tmp_path, "inf", "data.synthetic_events=5", mode="inference")
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "-- INFERENCE REPORT -- 5 events" in text and "Average/mIoU" in text
+    rows = list(csv.DictReader(open(out / "inference_events.csv")))
+    assert sorted(int(r["entry"]) for r in rows) == [0, 1, 2, 3, 4]
+    report = json.load(open(out / "inference_report.json"))
+    assert report["events"] == 5 and 0.0 <= report["Average/mIoU"] <= 1.0
+
+
+def test_inference_without_weights_is_refused(tmp_path, capsys):
+    status, out = run(tmp_path, "noweights", mode="inference")
+    assert status == 1
+    assert "inference needs weights" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_iotest_reports_images_per_second(tmp_path, capsys):
+    status, _ = run(tmp_path, "io", "run.iterations=4", mode="iotest")
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "iotest: 4 batches of 2 images of 3x40x64" in text and "images/s" in text
+
+
+@pytest.mark.parametrize("preset, count", [("uresnet", 18_382_131), ("a21", 8_510_547)])
+def test_summary_sizes_the_network(tmp_path, capsys, preset, count):
+    out = tmp_path / preset
+    assert main(["mode=summary", f"run.id={preset}", f"run.output_dir={out}", f"network={preset}", "run.compute_mode=CPU"]) == 0
+    text = capsys.readouterr().out
+    assert f"trainable parameters: {count:,}" in text
+    assert "forward FLOP per image" in text and "activations per image" in text
+
+
+def test_summary_flop_matches_the_reference_analysis(tmp_path, capsys):
+    """Upstream analysis: 323.0 GFLOP forward per image for uresnet at 640x1024."""
+    out = tmp_path / "flop"
+    assert main(["mode=summary", "run.id=flop", f"run.output_dir={out}", "run.compute_mode=CPU"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if "forward FLOP per image" in l)
+    gflop = float(line.split(":")[1].split()[0].replace(",", ""))
+    assert gflop == pytest.approx(323.0, rel=0.01)
