@@ -137,6 +137,8 @@ def test_run_id_keeps_its_text():
         (["run.id=x", "run.id=../escape"], "run.id='../escape' is not allowed"),
         (["run.id=x", "--frame"], "unknown option '--frame'"),
         (["run.id=x", "verbose"], "'verbose' is not a setting"),
+        (["run.id=x", "run.distributed=true"], "run.distributed=true: distributed runs are not available yet"),
+        (["run.id=x", "network.filter_size_deepest=4"], "network.filter_size_deepest=4 must be odd"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(tokens, fragment):

@@ -127,3 +127,24 @@ def test_summary_flop_matches_the_reference_analysis(tmp_path, capsys):
     line = next(l for l in capsys.readouterr().out.splitlines() if "forward FLOP per image" in l)
     gflop = float(line.split(":")[1].split()[0].replace(",", ""))
     assert gflop == pytest.approx(323.0, rel=0.01)
+
+
+def test_progress_bar_on_a_terminal_plain_lines_otherwise(monkeypatch, capsys):
+    import io
+    import sys
+
+    from benchmark.reporting import Progress
+
+    plain = Progress(3)
+    assert plain.bar is None
+    plain.print("a line")
+    assert capsys.readouterr().out == "a line\n"
+
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True
+    monkeypatch.setattr(sys, "stdout", terminal)
+    bar = Progress(3, description="train")
+    assert bar.bar is not None
+    bar.advance(**{"img/s": "1.0"})
+    bar.close()
+    assert Progress(3, enabled=False).bar is None  # ranks other than 0 print nothing

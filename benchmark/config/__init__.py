@@ -6,7 +6,7 @@ from typing import Sequence
 from omegaconf import DictConfig
 
 from benchmark.config.load import build
-from benchmark.config.validate import check_values
+from benchmark.config.validate import check_supported, check_values
 
 DEFAULT_OUTPUT_DIR = "output/{framework}/{network}/{id}/"
 
@@ -15,6 +15,7 @@ def load(tokens: Sequence[str]) -> DictConfig:
     """Parse and check command-line tokens; raises ConfigError with one line."""
     cfg = build(tokens)
     check_values(cfg)
+    check_supported(cfg)
     cfg.run.output_dir = resolve_output_dir(cfg)
     return cfg
 

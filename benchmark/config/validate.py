@@ -65,6 +65,19 @@ def check_values(cfg: DictConfig) -> None:
         )
 
 
+# Keys whose feature has not landed yet: refused rather than silently ignored.
+_NOT_YET = (
+    ("run.distributed", True, "distributed runs are not available yet; run without run.distributed=true"),
+    ("run.profile", True, "profiling is not available yet; run without run.profile=true"),
+)
+
+
+def check_supported(cfg: DictConfig) -> None:
+    for key, value, message in _NOT_YET:
+        if _get(cfg, key) == value:
+            raise ConfigError(f"{key}={str(value).lower()}: {message}")
+
+
 def check_image_shape(full_shape: Tuple[int, int], downsample: int, depth: int) -> Tuple[int, int]:
     """The image after `data.downsample` must survive `network.network_depth` halvings.
 
