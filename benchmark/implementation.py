@@ -91,6 +91,12 @@ class Implementation(abc.ABC):
     def load(self, path: str, weights_only: bool = False) -> None:
         """Restore what `save` wrote (only the model weights if `weights_only`)."""
 
+    def peak_memory_bytes(self) -> int:
+        """Peak memory of the device the model runs on (host: the process's peak RSS)."""
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
     def checkpoint_suffix(self) -> str:
         return ".ckpt"
 

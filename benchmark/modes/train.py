@@ -145,4 +145,5 @@ def run(cfg: DictConfig) -> int:
     finally:
         trainer.close()
     print(trainer.throughput.report(), flush=True)
+    print(f"peak memory: {impl.peak_memory_bytes() / 2**30:.2f} GiB on {impl.device_description()}", flush=True)
     return 0

@@ -124,6 +124,11 @@ class TorchDense2D(Implementation):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def peak_memory_bytes(self) -> int:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device)
+        return super().peak_memory_bytes()
+
     # -- state -------------------------------------------------------------
     def save(self, path: str) -> None:
         state = {
