@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from tiny import TINY_NETWORK
 
 from benchmark.cli import main
 from benchmark.data.larcv import LarcvSource
@@ -19,16 +20,9 @@ TINY = [
     f"data.data_directory={DATA_DIR}",
     "data.file=cosmic_tagging_light.h5",
     "data.aux_file=cosmic_tagging_light.h5",
-    "data.downsample=5",
-    "network.network_depth=2",
-    "network.n_initial_filters=2",
-    "network.bottleneck_deepest=8",
-    "network.blocks_deepest_layer=1",
-    "network.blocks_final=1",
-    "network.blocks_per_layer=1",
+    *TINY_NETWORK,
     "run.minibatch_size=2",
     "run.aux_minibatch_size=2",
-    "run.compute_mode=CPU",
     "run.seed=1",
     "data.seed=1",
 ]

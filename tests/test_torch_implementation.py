@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+from tiny import TINY_NETWORK, TINY_SHAPE
 
 from benchmark import config
 from benchmark.data.pipeline import load_batch
@@ -9,19 +10,8 @@ from benchmark.data.synthetic import SyntheticSource
 from benchmark.errors import DataError
 from implementations.torch.implementation import TorchDense2D
 
-SHAPE = (40, 64)
-TINY = [
-    "run.id=t",
-    "data.downsample=5",
-    "network.network_depth=2",
-    "network.n_initial_filters=2",
-    "network.bottleneck_deepest=8",
-    "network.blocks_deepest_layer=1",
-    "network.blocks_final=1",
-    "network.blocks_per_layer=1",
-    "run.compute_mode=CPU",
-    "run.seed=3",
-]
+SHAPE = TINY_SHAPE
+TINY = ["run.id=t", *TINY_NETWORK, "run.seed=3"]
 
 
 def build(*extra):

@@ -4,22 +4,16 @@ import json
 import os
 
 import pytest
+from tiny import TINY_NETWORK
 
 from benchmark.cli import main
 
 TINY = [
     "data.synthetic=true",
     "data.synthetic_events=12",
-    "data.downsample=5",  # 40x64 images
-    "network.network_depth=2",
-    "network.n_initial_filters=2",
-    "network.bottleneck_deepest=8",
-    "network.blocks_deepest_layer=1",
-    "network.blocks_final=1",
-    "network.blocks_per_layer=1",
+    *TINY_NETWORK,
     "run.minibatch_size=2",
     "run.aux_minibatch_size=2",
-    "run.compute_mode=CPU",
     "run.seed=11",
     "data.seed=5",
     "mode.optimizer.lr_schedule=flat",

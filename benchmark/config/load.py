@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import typing
 from typing import List, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
@@ -59,12 +60,10 @@ def _field_type(key: str):
     for part in key.split("."):
         if not dataclasses.is_dataclass(node):
             return None
-        fields = {f.name: f for f in dataclasses.fields(node)}
-        if part not in fields:
+        hints = typing.get_type_hints(node)
+        if part not in hints:
             return None
-        node = fields[part].type
-        if isinstance(node, str):
-            node = eval(node, vars(schema))  # annotations are strings under `from __future__ import annotations`
+        node = hints[part]
     return node
 
 

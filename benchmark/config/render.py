@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import typing
 from typing import Iterator, List, Mapping, Tuple
 
 from omegaconf import DictConfig, OmegaConf
@@ -61,7 +62,7 @@ def _describe_type(kind) -> Tuple[str, str]:
 
 
 def _fields(node_type, prefix: str) -> Iterator[Tuple[str, object, dataclasses.Field]]:
-    hints = {f.name: eval(f.type, vars(schema)) if isinstance(f.type, str) else f.type for f in dataclasses.fields(node_type)}
+    hints = typing.get_type_hints(node_type)
     default = node_type()
     for f in dataclasses.fields(node_type):
         kind = hints[f.name]
