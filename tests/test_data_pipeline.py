@@ -4,6 +4,8 @@ import threading
 import numpy as np
 import pytest
 
+from benchmark.errors import DataError
+
 from benchmark.data.batch import VoxelBatch
 from benchmark.data.downsample import downsample_plane
 from benchmark.data.pipeline import DenseVoxelBatch, Loader, load_batch
@@ -205,7 +207,7 @@ def test_loader_same_batches_with_and_without_prefetch_in_any_order():
     expected = {step: load_batch(source, sampler.batch(step), 1) for step in range(8)}
     with Loader(source, sampler, downsample=1, prefetch=0) as plain, \
             Loader(source, sampler, downsample=1, prefetch=3) as ahead, \
-            Loader(source, sampler, downsample=1, prefetch=3, workers=2) as parallel:
+            Loader(source, sampler, downsample=1, prefetch=3, processes=2) as parallel:
         for step in [0, 1, 2, 3, 6, 7, 2, 2, 5, 0, 4]:
             for loader in (plain, ahead, parallel):
                 assert_batches_equal(loader.get(step), expected[step])
@@ -273,3 +275,44 @@ def test_loader_with_empty_evaluation_share():
         assert batch.batch_size == 0 and batch.n_voxels == 0
         assert batch.dense()[0].shape == (0, 3, 16, 32)
         assert loader.get(0).batch_size == 2
+
+
+class BadEntry:
+    """Entry 3 is corrupt; picklable, so it also fails inside worker processes."""
+
+    def __init__(self):
+        self.source = SyntheticSource(8, seed=1, full_shape=SMALL)
+        self.full_shape = SMALL
+
+    def __len__(self):
+        return 8
+
+    def read(self, entry):
+        if entry == 3:
+            raise DataError("bad.h5: entry 3: unreadable voxels")
+        return self.source.read(entry)
+
+
+@pytest.mark.parametrize("processes", [0, 1])
+def test_data_errors_reach_the_caller_from_threads_and_processes(processes):
+    sampler = EpochSampler(8, 2, seed=0, shuffle=False)
+    with Loader(BadEntry(), sampler, downsample=1, prefetch=2, processes=processes) as loader:
+        loader.get(0)
+        with pytest.raises(DataError, match="entry 3"):
+            loader.get(1)
+
+
+def test_too_many_voxels_is_refused_not_truncated():
+    source = SyntheticSource(2, seed=1, full_shape=SMALL)
+    most = max(source.read(0).n_voxels)
+    with pytest.raises(DataError, match=f"entry 0 plane .* holds {most} charged voxels, more than data.max_voxels={most - 1}"):
+        load_batch(source, [0], 1, max_voxels=most - 1)
+    assert load_batch(source, [0], 1, max_voxels=most).batch_size == 1
+
+
+def test_stage_times_are_reported():
+    source, sampler = small_loader_parts()
+    with Loader(source, sampler, downsample=1, processes=1) as loader:
+        for step in range(3):
+            loader.get(step)
+    assert {"read and decode", "downsample", "assemble"} <= set(loader.times.seconds)

@@ -26,6 +26,8 @@ _MINIMA = (
     ("data.downsample", 0),
     ("data.seed", 0),
     ("data.synthetic_events", 0),
+    ("data.max_voxels", 0),
+    ("data.workers", 0),
     ("framework.inter_op_parallelism_threads", 0),
     ("framework.intra_op_parallelism_threads", 0),
     ("network.network_depth", 0),

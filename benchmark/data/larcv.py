@@ -31,16 +31,31 @@ def _group(handle: h5py.File, path: str, producer: str) -> h5py.Group:
 
 
 class LarcvSource:
-    """An EventSource over one larcv3 file (charge and labels of 3 planes)."""
+    """An EventSource over one larcv3 file (charge and labels of 3 planes).
 
-    def __init__(self, path: str):
+    `label_producer` reads another product as the labels, e.g. the
+    predictions that inference writes.
+    """
+
+    def __init__(self, path: str, label_producer: str = LABEL_PRODUCER):
+        self._open(path, label_producer)
+
+    def __getstate__(self) -> dict:
+        # h5py handles do not cross processes: a worker re-opens the file.
+        return {"path": self.path, "label_producer": self.label_producer}
+
+    def __setstate__(self, state: dict) -> None:
+        self._open(state["path"], state["label_producer"])
+
+    def _open(self, path: str, label_producer: str) -> None:
         self.path = path
+        self.label_producer = label_producer
         try:
             self._file = h5py.File(path, "r")
         except OSError as exc:
             raise DataError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from exc
         self._image = _group(self._file, path, IMAGE_PRODUCER)
-        self._label = _group(self._file, path, LABEL_PRODUCER)
+        self._label = _group(self._file, path, label_producer)
         try:
             self._extents = self._image["extents"][:]
             self._voxel_extents = self._image["voxel_extents"][:]

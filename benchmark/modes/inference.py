@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from benchmark import metrics
 from benchmark.checkpoints import CheckpointStore
 from benchmark.data.pipeline import Loader
+from benchmark.data.predictions import PREDICTION_PRODUCER, PredictionWriter
 from benchmark.data.sampler import SequentialSampler
 from benchmark.errors import BenchmarkError
 from benchmark.output import MetricsCSV
@@ -48,17 +49,25 @@ def run(cfg: DictConfig) -> int:
     entries, losses = [], []
     throughput = Throughput()
     progress = Progress(len(sampler), description="inference")
-    with Loader(source, sampler, downsample=cfg.data.downsample) as loader:
+    prediction_path = session.directory.file("predictions.h5")
+    writer = PredictionWriter(prediction_path, source.full_shape, cfg.data.downsample)
+    with Loader(source, sampler, downsample=cfg.data.downsample, processes=cfg.data.workers,
+                max_voxels=cfg.data.max_voxels) as loader:
         for index in range(len(sampler)):
             begin = time.perf_counter()
             batch = loader.get(index)
-            result = impl.evaluate(batch)
-            accumulator.add(impl.fetch(result.confusion))
+            result = impl.evaluate(batch, with_predictions=True)
+            confusion = impl.fetch(result.confusion)
+            throughput.add(batch.batch_size, time.perf_counter() - begin)
+            accumulator.add(confusion)
             losses.append(float(impl.fetch(result.loss)) * batch.batch_size)
             entries.append(batch.entries)
-            throughput.add(batch.batch_size, time.perf_counter() - begin)
+            # Outside the timed region: predictions go back to every full-resolution voxel.
+            for event_entry, predicted in zip(batch.entries, impl.fetch(result.predictions)):
+                writer.add(source.read(int(event_entry)), predicted)
             progress.advance()
     progress.close()
+    writer.close()
 
     summary = accumulator.summary()
     mean_loss = sum(losses) / accumulator.count
@@ -69,6 +78,7 @@ def run(cfg: DictConfig) -> int:
     print(f"  {'loss'.ljust(26)}: {mean_loss:.5f}")
     for key in sorted(summary):
         print(f"  {key.ljust(26)}: {summary[key]:.5f}")
+    print(f"predictions: {prediction_path} (larcv3; product {PREDICTION_PRODUCER})")
     print(throughput.report(), flush=True)
     return 0
 
