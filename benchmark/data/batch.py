@@ -29,8 +29,8 @@ class VoxelBatch:
     batch_size: int
     image_shape: Tuple[int, int]
     event: np.ndarray  # int32 [N]
-    plane: np.ndarray  # int32 [N]
-    index: np.ndarray  # int64 [N]
+    plane: np.ndarray  # int8 [N]
+    index: np.ndarray  # int32 [N]; small types: batches cross process boundaries
     value: np.ndarray  # float32 [N]
     label: np.ndarray  # uint8 [N]
     entries: np.ndarray  # int64 [batch_size]

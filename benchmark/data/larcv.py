@@ -30,6 +30,15 @@ def _group(handle: h5py.File, path: str, producer: str) -> h5py.Group:
     return handle[name]
 
 
+def _read_planes(voxels: h5py.Dataset, extents: np.ndarray) -> list:
+    """The voxels of an event's planes with one read (larcv3 stores them back to back)."""
+    firsts = extents["first"].astype(np.int64)
+    ends = firsts + extents["N"]
+    low = int(firsts.min())
+    block = voxels[low : int(ends.max())]
+    return [block[f - low : e - low] for f, e in zip(firsts, ends)]
+
+
 class LarcvSource:
     """An EventSource over one larcv3 file (charge and labels of 3 planes).
 
@@ -65,6 +74,8 @@ class LarcvSource:
             raise DataError(f"{path}: incomplete sparse2d product ({exc})") from exc
         columns, rows = (int(n) for n in meta["number_of_voxels"])  # meta's first axis is x
         self._shape = (rows, columns)
+        self._image_voxels = self._image["voxels"]
+        self._label_voxels = self._label["voxels"]
 
     @property
     def full_shape(self) -> Tuple[int, int]:
@@ -79,33 +90,36 @@ class LarcvSource:
         first, count = (int(v) for v in self._extents[entry])
         if count != N_PLANES:
             raise DataError(f"{self.path}: entry {entry} has {count} projections, expected {N_PLANES}")
-        planes = [self._read_plane(entry, first + p) for p in range(N_PLANES)]
-        return Event(*(tuple(column) for column in zip(*planes)))
-
-    def _read_plane(self, entry: int, row: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         try:
-            charge = self._voxels(self._image, self._voxel_extents[row])
-            labels = self._voxels(self._label, self._label_extents[row])
+            charge = _read_planes(self._image_voxels, self._voxel_extents[first : first + N_PLANES])
+            labels = _read_planes(self._label_voxels, self._label_extents[first : first + N_PLANES])
         except (OSError, ValueError) as exc:
             raise DataError(f"{self.path}: entry {entry}: unreadable voxels ({str(exc).splitlines()[0]})") from exc
-        rows, columns = self._shape
-        if charge["id"].shape != labels["id"].shape or not np.array_equal(charge["id"], labels["id"]):
-            raise DataError(f"{self.path}: entry {entry} plane {row % N_PLANES}: image and label voxel ids disagree")
-        ids = charge["id"].astype(np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= rows * columns):
-            raise DataError(f"{self.path}: entry {entry} plane {row % N_PLANES}: voxel ids outside the {rows}x{columns} image")
-        label = labels["value"]
-        if label.size and not np.isin(label, (0, 1, 2)).all():
-            raise DataError(f"{self.path}: entry {entry} plane {row % N_PLANES}: label values outside {{0, 1, 2}}")
-        x, y = np.divmod(ids, rows)
-        index = y * columns + x
-        order = np.argsort(index, kind="stable")
-        return index[order], charge["value"][order].astype(np.float32), label[order].astype(np.uint8)
+        planes = [self._decode(entry, p, charge[p], labels[p]) for p in range(N_PLANES)]
+        return Event(*(tuple(column) for column in zip(*planes)))
 
-    @staticmethod
-    def _voxels(group: h5py.Group, extent) -> np.ndarray:
-        first, count = int(extent["first"]), int(extent["N"])
-        return group["voxels"][first : first + count]
+    def _decode(self, entry: int, plane: int, charge: np.ndarray, labels: np.ndarray):
+        """larcv3 voxels of one plane to (index y*cols+x sorted, charge, uint8 label), checked."""
+        rows, columns = self._shape
+        where = f"{self.path}: entry {entry} plane {plane}"
+        ids = charge["id"]
+        if not np.array_equal(ids, labels["id"]):
+            raise DataError(f"{where}: image and label voxel ids disagree")
+        if ids.size and ids.max() >= rows * columns:
+            raise DataError(f"{where}: voxel ids outside the {rows}x{columns} image")
+        label = labels["value"].astype(np.uint8)
+        if label.size and (label.max() > 2 or not np.array_equal(label, labels["value"])):
+            raise DataError(f"{where}: label values outside {{0, 1, 2}}")
+        x, y = np.divmod(ids.astype(np.int64), rows)
+        if np.all(ids[1:] > ids[:-1]):
+            # Sorted by (x, y) as larcv3 stores them: a stable sort on y alone
+            # (a radix sort for 16-bit keys) gives our (y, x) order.
+            order = np.argsort(y.astype(np.uint16), kind="stable")
+        else:
+            order = np.argsort(y * columns + x, kind="stable")
+            if np.any(np.diff((y * columns + x)[order]) == 0):
+                raise DataError(f"{where}: duplicate voxel ids")
+        return (y * columns + x)[order], charge["value"][order].astype(np.float32), label[order]
 
     def close(self) -> None:
         self._file.close()

@@ -43,7 +43,7 @@ class DenseVoxelBatch(VoxelBatch):
         return self.dense_image, self.dense_label
 
 
-_COLUMNS = {"event": np.int32, "plane": np.int32, "index": np.int64,
+_COLUMNS = {"event": np.int32, "plane": np.int8, "index": np.int32,
             "value": np.float32, "label": np.uint8}
 
 
@@ -88,7 +88,7 @@ def load_batch(source: EventSource, entries: Sequence[int], downsample: int,
                 source.full_shape, downsample,
             )
             n = index.shape[0]
-            parts.append((np.full(n, event_number, np.int32), np.full(n, plane, np.int32),
+            parts.append((np.full(n, event_number, np.int32), np.full(n, plane, np.int8),
                           index, value, label))
         downsample_time += time.perf_counter() - begin
     begin = time.perf_counter()

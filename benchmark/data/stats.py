@@ -3,10 +3,11 @@ generator's tests check against the real sample.
 
 Everything returned is plain Python (dict, list, int, float, None), so it
 can be written as JSON. Charges are in the file's units (ADC-like, zero
-suppressed at 5.0). Per event the percentiles are exact; over many events
-(`summarize`) they come from a log-spaced histogram, exact to
-`1 / _BINS_PER_DECADE` of a decade (0.23 %), so that any number of events
-can be summarised in constant memory.
+suppressed at 5.0). Per event the percentiles are exact (`np.percentile`);
+over many events (`summarize`) they come from a histogram of the pooled
+charges in log bins 0.23 % wide, so that any number of events is summarised
+in constant memory: with thousands of voxels they agree with the exact ones
+to ~0.25 %.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ PLANE_TYPES = {"induction": (0, 1), "collection": (2,)}
 
 _BINS_PER_DECADE = 1000
 _LOG_RANGE = (-2.0, 6.0)  # charges 0.01 to 1e6; values outside land in the edge bins
+_N_BINS = int((_LOG_RANGE[1] - _LOG_RANGE[0]) * _BINS_PER_DECADE)
 
 
 def event_stats(event: Event) -> dict:
@@ -58,9 +60,7 @@ def summarize(events: Iterable[Event]) -> dict:
         for name, planes in PLANE_TYPES.items():
             for p in planes:
                 accumulators[name].add(event.value[p], event.label[p])
-    summary = {"events": n_events}
-    labels = sum(a.labels for a in accumulators.values())
-    summary["class_share"] = _shares(labels)
+    summary = {"events": n_events, "class_share": _shares(sum(a.labels for a in accumulators.values()))}
     for name, pool in accumulators.items():
         summary[name] = pool.summary()
     return summary
@@ -70,8 +70,7 @@ class _Pool:
     """Running voxel counts, label counts and a charge histogram of some planes."""
 
     def __init__(self):
-        n_bins = int((_LOG_RANGE[1] - _LOG_RANGE[0]) * _BINS_PER_DECADE)
-        self.histogram = np.zeros(n_bins, np.int64)
+        self.histogram = np.zeros(_N_BINS, np.int64)
         self.labels = np.zeros(len(CLASSES), np.int64)
         self.voxels: List[int] = []
         self.max: Optional[float] = None
@@ -80,7 +79,7 @@ class _Pool:
         self.voxels.append(int(value.size))
         self.labels += np.bincount(label, minlength=len(CLASSES))[: len(CLASSES)]
         if value.size:
-            self.histogram += np.bincount(_bin(value), minlength=self.histogram.size)
+            self.histogram += np.bincount(_bin(value), minlength=_N_BINS)
             top = float(value.max())
             self.max = top if self.max is None else max(self.max, top)
 
@@ -99,8 +98,7 @@ class _Pool:
 
 def _bin(value: np.ndarray) -> np.ndarray:
     log = np.log10(np.maximum(value, 10.0 ** _LOG_RANGE[0]))
-    bins = ((log - _LOG_RANGE[0]) * _BINS_PER_DECADE).astype(np.int64)
-    return np.clip(bins, 0, int((_LOG_RANGE[1] - _LOG_RANGE[0]) * _BINS_PER_DECADE) - 1)
+    return np.clip(((log - _LOG_RANGE[0]) * _BINS_PER_DECADE).astype(np.int64), 0, _N_BINS - 1)
 
 
 def _histogram_percentiles(histogram: np.ndarray) -> List[Optional[float]]:
@@ -129,14 +127,14 @@ def _percentile_keys() -> Tuple[str, ...]:
 
 
 def compare(summary_a: dict, summary_b: dict) -> List[Tuple[str, object, object, Optional[float]]]:
-    """Rows (quantity, a, b, a / b) over the numbers of two summaries, in the
+    """Rows (quantity, a, b, b / a) over the numbers of two summaries, in the
     order of `summary_a` then any quantity only `summary_b` has; the ratio
-    is None where either side is missing or b is 0."""
+    is None where either side is missing or a is 0."""
     flat_a, flat_b = _flatten(summary_a), _flatten(summary_b)
     rows = []
     for key in list(flat_a) + [k for k in flat_b if k not in flat_a]:
         a, b = flat_a.get(key), flat_b.get(key)
-        ratio = a / b if a is not None and b not in (None, 0) else None
+        ratio = b / a if b is not None and a not in (None, 0) else None
         rows.append((key, a, b, ratio))
     return rows
 
