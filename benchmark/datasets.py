@@ -44,3 +44,18 @@ def full_shape_for_sizing(cfg: DictConfig) -> Tuple[int, int]:
     if os.path.exists(path):
         return open_source(cfg, "file").full_shape
     return SBND_SHAPE
+
+
+def open_loader(cfg: DictConfig, source: EventSource, sampler, **overrides) -> "Loader":
+    """A Loader with the run's data settings (`overrides` win, e.g. workers=1 for validation)."""
+    from benchmark.data.pipeline import Loader
+
+    options = {
+        "downsample": cfg.data.downsample,
+        "workers": cfg.data.workers,
+        "processes": cfg.data.worker_processes,
+        "prefetch": 2 * cfg.data.workers,  # keep every worker busy while a step runs
+        "max_voxels": cfg.data.max_voxels,
+    }
+    options.update(overrides)
+    return Loader(source, sampler, **options)

@@ -174,3 +174,31 @@ def test_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
     assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
     assert "out of range (the file has 5 events)" in lines[1]
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_generate_writes_a_verifiable_reproducible_dataset(tmp_path, capsys):
+    from benchmark.data.dataset import verify
+    from benchmark.data.generator import GENERATOR_VERSION
+
+    args = ["--train", "3", "--val", "2", "--test", "1", "--seed", "4", "--workers", "1"]
+    assert data_main(["generate", "--out", str(tmp_path / "a"), *args]) == 0
+    assert data_main(["generate", "--out", str(tmp_path / "b"), *args, "--workers", "2"]) == 0
+    for name in ("cosmic_tagging_train.h5", "cosmic_tagging_val.h5", "cosmic_tagging_test.h5"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    manifest = verify(str(tmp_path / "a"))
+    assert manifest["generator_version"] == GENERATOR_VERSION and manifest["seed"] == 4
+    assert {n: f["events"] for n, f in manifest["files"].items()} == {
+        "cosmic_tagging_train.h5": 3, "cosmic_tagging_val.h5": 2, "cosmic_tagging_test.h5": 1}
+    train = LarcvSource(str(tmp_path / "a" / "cosmic_tagging_train.h5"))
+    val = LarcvSource(str(tmp_path / "a" / "cosmic_tagging_val.h5"))
+    assert len(train) == 3 and not np.array_equal(train.read(0).index[0], val.read(0).index[0])
+    # Nothing is overwritten, and a changed file no longer verifies.
+    before = (tmp_path / "a" / "manifest.json").read_bytes()
+    assert data_main(["generate", "--out", str(tmp_path / "a"), *args]) == 1
+    assert "nothing is overwritten" in capsys.readouterr().err
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == before
+    with open(tmp_path / "a" / "cosmic_tagging_val.h5", "r+b") as handle:
+        handle.seek(-8, 2)
+        handle.write(b"\xff" * 8)
+    with pytest.raises(DataError, match="sha256 differs"):
+        verify(str(tmp_path / "a"))

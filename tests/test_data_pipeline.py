@@ -207,7 +207,7 @@ def test_loader_same_batches_with_and_without_prefetch_in_any_order():
     expected = {step: load_batch(source, sampler.batch(step), 1) for step in range(8)}
     with Loader(source, sampler, downsample=1, prefetch=0) as plain, \
             Loader(source, sampler, downsample=1, prefetch=3) as ahead, \
-            Loader(source, sampler, downsample=1, prefetch=3, processes=2) as parallel:
+            Loader(source, sampler, downsample=1, prefetch=3, workers=2, processes=True) as parallel:
         for step in [0, 1, 2, 3, 6, 7, 2, 2, 5, 0, 4]:
             for loader in (plain, ahead, parallel):
                 assert_batches_equal(loader.get(step), expected[step])
@@ -293,7 +293,7 @@ class BadEntry:
         return self.source.read(entry)
 
 
-@pytest.mark.parametrize("processes", [0, 1])
+@pytest.mark.parametrize("processes", [False, True])
 def test_data_errors_reach_the_caller_from_threads_and_processes(processes):
     sampler = EpochSampler(8, 2, seed=0, shuffle=False)
     with Loader(BadEntry(), sampler, downsample=1, prefetch=2, processes=processes) as loader:
@@ -312,7 +312,7 @@ def test_too_many_voxels_is_refused_not_truncated():
 
 def test_stage_times_are_reported():
     source, sampler = small_loader_parts()
-    with Loader(source, sampler, downsample=1, processes=1) as loader:
+    with Loader(source, sampler, downsample=1, processes=True) as loader:
         for step in range(3):
             loader.get(step)
     assert {"read and decode", "downsample", "assemble"} <= set(loader.times.seconds)

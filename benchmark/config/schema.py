@@ -101,7 +101,8 @@ class DataConfig:
     synthetic: bool = field(default=False, metadata=_doc("generate sparse events on the fly instead of reading files"))
     seed: int = field(default=0, metadata=_doc("seed of the data order and of synthetic events; 0 draws one from the clock (logged)"))
     max_voxels: int = field(default=0, metadata=_doc("most charged voxels a plane may hold at full resolution (0: no limit); more stops the run, nothing is truncated"))
-    workers: int = field(default=0, metadata=_doc("processes preparing batches ahead (0: one thread of the main process)"))
+    workers: int = field(default=2, metadata=_doc("background workers preparing batches ahead (threads; see worker_processes)"))
+    worker_processes: bool = field(default=False, metadata=_doc("workers are processes: parallel HDF5 reads, but batches are pickled"))
     synthetic_events: int = field(default=0, metadata=_doc("events per synthetic split (0: the real dataset's 43,075 training / 7,362 validation)"))
 
 

@@ -27,7 +27,7 @@ _MINIMA = (
     ("data.seed", 0),
     ("data.synthetic_events", 0),
     ("data.max_voxels", 0),
-    ("data.workers", 0),
+    ("data.workers", 1),
     ("framework.inter_op_parallelism_threads", 0),
     ("framework.intra_op_parallelism_threads", 0),
     ("network.network_depth", 0),

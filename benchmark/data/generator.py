@@ -54,12 +54,13 @@ Tolerances against the real sample, tested by tests/test_generator.py over
 
 Measured (`stats.summarize`), 500 generated events (seed 0) vs the sample:
 
-    quantity                        generated     real
-    share background / cosmic / nu  51.5/39.7/8.8  53.9/37.5/8.7 %
-    induction voxels min/median/max 14,270/23,280/43,470  15,775/23,523/26,961
-    collection voxels               2,655/9,345/25,990    3,066/10,191/12,336
-    induction charge p5/p50/p95/p99 5.07/6.80/92.6/153    5.07/6.65/80.0/144
-    collection charge               5.55/34.7/138/232     5.59/39.4/143/218
+    quantity                          generated             real
+    share background/cosmic/nu (%)    51.5 / 39.7 / 8.8     53.9 / 37.5 / 8.7
+    induction voxels min/median/max   14,330/23,180/43,040  15,775/23,523/26,961
+    collection voxels min/median/max  2,519/9,354/26,050    3,066/10,191/12,336
+    induction charge p5/p50/p95/p99   5.07/6.80/92.5/153    5.07/6.65/80.0/144
+    collection charge p5/p50/p95/p99  5.55/34.8/138/232     5.59/39.4/143/218
+    planes within 3,000-27,000        84 %                  100 %
 
 About 17 ms per event on one core (numpy only).
 """

@@ -139,10 +139,10 @@ def _prepare_in_process(entries: np.ndarray) -> Tuple[VoxelBatch, Dict[str, floa
 class Loader:
     """`get(step)` returns the batch of `sampler.batch(step)`, prefetched.
 
-    Batches are prepared ahead, `prefetch` steps deep: with `processes=0` by
-    one daemon thread of this process (numpy releases the GIL in the heavy
-    work); with `processes=N` by N worker processes, which also parallelise
-    HDF5 reading (h5py serialises it across threads). Sources are pickled to
+    Batches are prepared ahead, `prefetch` steps deep, by `workers` daemon
+    threads of this process (numpy releases the GIL in the heavy work), or,
+    with `processes=True`, by `workers` processes, which also parallelise HDF5
+    reading (h5py serialises it across threads) but pay for pickling. Sources are pickled to
     the processes (a larcv3 file re-opens there). With `dense=True` the
     result is a `DenseVoxelBatch`, whose `dense()` was computed in the
     background. A worker's exception is re-raised by the `get` of its step.
@@ -151,9 +151,10 @@ class Loader:
     """
 
     def __init__(self, source: EventSource, sampler: Sampler, downsample: int,
-                 prefetch: int = 2, dense: bool = False, processes: int = 0, max_voxels: int = 0):
-        if prefetch < 0 or processes < 0:
-            raise ValueError(f"need prefetch >= 0 and processes >= 0, got {prefetch} and {processes}")
+                 prefetch: int = 2, dense: bool = False, workers: int = 1, processes: bool = False,
+                 max_voxels: int = 0):
+        if prefetch < 0 or workers < 1:
+            raise ValueError(f"need prefetch >= 0 and workers >= 1, got {prefetch} and {workers}")
         downsampled_shape(source.full_shape, downsample)  # fail here, not in the worker
         self.source = source
         self.sampler = sampler
@@ -165,15 +166,17 @@ class Loader:
         self._pending: Dict[int, Future] = {}  # touched by the caller's thread only
         self._executor = None
         self._requests: "queue.Queue[Optional[Tuple[Sequence[int], Future]]]" = queue.Queue()
-        self._thread: Optional[threading.Thread] = None
+        self._threads = []
         if processes:
             self._executor = ProcessPoolExecutor(
-                processes, mp_context=multiprocessing.get_context("spawn"),
+                workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_process, initargs=(source, downsample, max_voxels, dense),
             )
         else:
-            self._thread = threading.Thread(target=self._work, name="data-loader", daemon=True)
-            self._thread.start()
+            self._threads = [threading.Thread(target=self._work, name="data-loader", daemon=True)
+                             for _ in range(workers)]
+            for thread in self._threads:
+                thread.start()
         self._open = True
 
     def build(self, step: int) -> VoxelBatch:
@@ -201,9 +204,10 @@ class Loader:
         self._cancel_pending()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
-        if self._thread is not None:
+        for _ in self._threads:
             self._requests.put(None)
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
     def __enter__(self) -> "Loader":
         return self

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from benchmark import metrics
 from benchmark.checkpoints import CheckpointStore
-from benchmark.data.pipeline import Loader
+from benchmark.datasets import open_loader
 from benchmark.data.predictions import PREDICTION_PRODUCER, PredictionWriter
 from benchmark.data.sampler import SequentialSampler
 from benchmark.errors import BenchmarkError
@@ -51,8 +51,7 @@ def run(cfg: DictConfig) -> int:
     progress = Progress(len(sampler), description="inference")
     prediction_path = session.directory.file("predictions.h5")
     writer = PredictionWriter(prediction_path, source.full_shape, cfg.data.downsample)
-    with Loader(source, sampler, downsample=cfg.data.downsample, processes=cfg.data.workers,
-                max_voxels=cfg.data.max_voxels) as loader:
+    with open_loader(cfg, source, sampler) as loader:
         for index in range(len(sampler)):
             begin = time.perf_counter()
             batch = loader.get(index)

@@ -12,7 +12,7 @@ import time
 
 from omegaconf import DictConfig
 
-from benchmark.data.pipeline import Loader
+from benchmark.datasets import open_loader
 from benchmark.data.sampler import EpochSampler
 from benchmark.reporting import Progress
 from benchmark.session import resolve_seeds, start
@@ -31,8 +31,7 @@ def run(cfg: DictConfig) -> int:
     voxels = 0
     progress = Progress(cfg.run.iterations, description="iotest")
     begin_all = time.perf_counter()
-    with Loader(source, sampler, downsample=cfg.data.downsample, processes=cfg.data.workers,
-                max_voxels=cfg.data.max_voxels) as loader:
+    with open_loader(cfg, source, sampler) as loader:
         for step in range(cfg.run.iterations):
             begin = time.perf_counter()
             batch = loader.get(step)
@@ -43,7 +42,7 @@ def run(cfg: DictConfig) -> int:
     progress.close()
     images = cfg.run.iterations * cfg.run.minibatch_size
     rows, cols = session.image_shape
-    where = "thread of this process" if cfg.data.workers == 0 else f"{cfg.data.workers} worker processes"
+    where = f"{cfg.data.workers} worker {'processes' if cfg.data.worker_processes else 'threads'}"
     print(
         f"iotest: {cfg.run.iterations} batches of {cfg.run.minibatch_size} images of 3x{rows}x{cols} "
         f"({voxels / images:,.0f} charged voxels per image after downsampling), prepared by {where}"

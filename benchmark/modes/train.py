@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from benchmark import metrics
 from benchmark.checkpoints import CheckpointRecord, CheckpointStore
-from benchmark.data.pipeline import Loader
+from benchmark.datasets import open_loader
 from benchmark.data.sampler import EpochSampler
 from benchmark.implementation import Implementation, StepResult
 from benchmark.output import MetricsCSV
@@ -38,14 +38,12 @@ class Trainer:
         train = session.source("file")
         self.train_events = len(train)
         sampler = EpochSampler(len(train), cfg.run.minibatch_size, seed=cfg.data.seed)
-        self.loader = Loader(train, sampler, downsample=cfg.data.downsample,
-                             processes=cfg.data.workers, max_voxels=cfg.data.max_voxels)
+        self.loader = open_loader(cfg, train, sampler)
         self.validation = None
         if cfg.run.aux_iterations > 0:
             aux = session.source("aux_file")
             aux_sampler = EpochSampler(len(aux), cfg.run.aux_minibatch_size, seed=cfg.data.seed, shuffle=False)
-            self.validation = Loader(aux, aux_sampler, downsample=cfg.data.downsample, prefetch=1,
-                                     max_voxels=cfg.data.max_voxels)
+            self.validation = open_loader(cfg, aux, aux_sampler, workers=1, prefetch=1)
         self.train_csv = MetricsCSV(session.directory.file("train_metrics.csv"), TRAIN_COLUMNS)
         self.val_csv = MetricsCSV(session.directory.file("val_metrics.csv"), VALIDATION_COLUMNS)
         self.throughput = Throughput()
