@@ -136,6 +136,20 @@ def test_inference_writes_larcv3_predictions_on_the_input_voxels(tmp_path, capsy
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_check_reads_every_entry(tmp_path, capsys):
+    assert data_main(["check", SAMPLE]) == 0
+    assert "5 events of 3x1280x2048, 276,764 charged voxels, all consistent" in capsys.readouterr().out
+    path = copy_sample(tmp_path)
+    with h5py.File(path, "r+") as handle:
+        extent = handle[f"{LABEL}/voxel_extents"][12]  # entry 4, plane 0
+        voxels = handle[f"{LABEL}/voxels"]
+        row = voxels[int(extent["first"])]
+        row["value"] = 5.0
+        voxels[int(extent["first"])] = row
+    assert data_main(["check", str(path)]) == 1
+    assert "entry 4 plane 0: label values outside {0, 1, 2}" in capsys.readouterr().err
+
+
 def test_stats_is_json_per_event_and_plane(capsys):
     assert data_main(["stats", SAMPLE]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -49,6 +49,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Read and validate every entry, so a corrupt file is found before a run starts."""
+    source = _source(args.file)
+    voxels = 0
+    for entry in range(len(source)):
+        event = source.read(entry)
+        biggest = max(event.n_voxels)
+        if 0 < args.max_voxels < biggest:
+            raise BenchmarkError(f"{args.file}: entry {entry} holds a plane of {biggest} voxels, more than --max-voxels {args.max_voxels}")
+        voxels += sum(event.n_voxels)
+    rows, cols = source.full_shape
+    print(f"{args.file}: {len(source)} events of 3x{rows}x{cols}, {voxels:,} charged voxels, all consistent")
+    return 0
+
+
 def _summary(path: str, limit: Optional[int]):
     from benchmark.data.stats import summarize
 
@@ -126,6 +141,11 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument("file")
     stats.add_argument("--entry", type=int, default=None, help="one entry (default: all)")
     stats.set_defaults(run=cmd_stats)
+
+    check = sub.add_parser("check", help="read and validate every entry of a file")
+    check.add_argument("file")
+    check.add_argument("--max-voxels", type=int, default=0, help="also refuse planes with more voxels (0: no limit)")
+    check.set_defaults(run=cmd_check)
 
     show = sub.add_parser("show", help="the three planes of one event as a PNG: charge and labels (and predictions)")
     show.add_argument("file")
