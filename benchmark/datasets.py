@@ -59,3 +59,22 @@ def open_loader(cfg: DictConfig, source: EventSource, sampler, **overrides) -> "
     }
     options.update(overrides)
     return Loader(source, sampler, **options)
+
+
+def verify_benchmark_dataset(cfg: DictConfig, definition) -> None:
+    """The files a benchmark definition names: present, with its event counts and checksums."""
+    from benchmark.data.dataset import sha256
+
+    if definition.dataset is None:
+        return
+    for spec in (definition.dataset.train, definition.dataset.validation):
+        path = os.path.join(cfg.data.data_directory, spec.name)
+        if not os.path.exists(path):
+            raise DataError(f"{path}: missing; the {definition.name} benchmark needs {spec.name} ({spec.events} events)")
+        from benchmark.data.larcv import LarcvSource
+
+        events = len(LarcvSource(path))
+        if events != spec.events:
+            raise DataError(f"{path}: {events} events, but the {definition.name} benchmark defines {spec.events}")
+        if spec.sha256 is not None and sha256(path) != spec.sha256:
+            raise DataError(f"{path}: sha256 does not match the {definition.name} benchmark's definition")

@@ -19,8 +19,9 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from benchmark.config import schema
 from benchmark.config.presets import DATA_PRESETS, NETWORK_PRESETS
 from benchmark.errors import ConfigError
+from benchmark.rules import get_benchmark
 
-GROUPS = ("data", "framework", "mode", "network")
+GROUPS = ("benchmark", "data", "framework", "mode", "network")
 
 
 def split_tokens(tokens: Sequence[str]) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:
@@ -114,6 +115,37 @@ def _unknown_key_message(key: str) -> str:
     return f"unknown configuration key '{key}'"
 
 
+def apply_benchmark(cfg: DictConfig, definition, groups, overrides) -> None:
+    """Refuse settings the definition fixes, then apply its fixed settings."""
+    given = {}
+    for group, name in groups:
+        if group == "mode":
+            if name != "train":
+                raise ConfigError(f"benchmark={definition.name} runs in mode=train, not mode={name}")
+            continue
+        if group == "framework":
+            given["framework.name"] = name
+            continue
+        raise ConfigError(f"{group}={name}: the {definition.name} benchmark fixes {group}")
+    for key, _ in overrides:
+        given[key] = OmegaConf.select(cfg, key)
+    definition.check_tunables(given)
+    for key, value in definition.settings.items():
+        if key in GROUPS:
+            _apply_group(cfg, key, str(value))
+        else:
+            _set(cfg, key, _plain(value))
+    cfg.run.benchmark = definition.name
+    if definition.target is not None:
+        cfg.run.validation = schema.Validation.full
+    if definition.steps:
+        cfg.run.iterations = definition.steps
+
+
+def _plain(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _apply_group(cfg: DictConfig, group: str, name: str) -> None:
     if group == "network":
         if name not in NETWORK_PRESETS:
@@ -131,13 +163,26 @@ def _apply_group(cfg: DictConfig, group: str, name: str) -> None:
 
 
 def build(tokens: Sequence[str]) -> DictConfig:
-    """Defaults, then presets, then dotted overrides; `run.id` is required."""
+    """Defaults, then presets, then dotted overrides; `run.id` is required.
+
+    With `benchmark=NAME` the definition's defaults come first, the user's
+    settings must be ones it lets a submitter tune, and its fixed settings
+    are applied last.
+    """
     groups, overrides = split_tokens(tokens)
+    benchmarks = [name for group, name in groups if group == "benchmark"]
+    groups = [(group, name) for group, name in groups if group != "benchmark"]
     cfg = OmegaConf.structured(schema.Config)
+    definition = get_benchmark(benchmarks[-1]) if benchmarks else None
+    if definition is not None:
+        for key, value in definition.defaults.items():
+            _set(cfg, key, str(value))
     for group, name in groups:
         _apply_group(cfg, group, name)
     for key, value in overrides:
         _set(cfg, key, value)
+    if definition is not None:
+        apply_benchmark(cfg, definition, groups, overrides)
     try:
         OmegaConf.to_container(cfg, throw_on_missing=True)
     except MissingMandatoryValue as exc:

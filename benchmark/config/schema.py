@@ -39,6 +39,11 @@ class Precision(enum.Enum):
     bfloat16 = "bfloat16"
 
 
+class Validation(enum.Enum):
+    batch = "batch"
+    full = "full"
+
+
 class DataFormat(enum.Enum):
     channels_last = "channels_last"
     channels_first = "channels_first"
@@ -160,6 +165,9 @@ class NetworkConfig:
 @dataclass
 class RunConfig:
     aux_iterations: int = field(default=10, metadata=_doc("steps between validations on data.aux_file (0: none)"))
+    validation: Validation = field(default=Validation.batch, metadata=_doc("batch: one batch of aux_minibatch_size per validation (the original); full: every event of data.aux_file"))
+    benchmark: str = field(default="", metadata=_doc("the benchmark whose rules this run follows (closed, mini, throughput; set with benchmark=NAME); empty: none"))
+    system: str = field(default="", metadata=_doc("system description (systems/NAME.json or a path) named in the MLPerf log"))
     aux_minibatch_size: int = field(default=16, metadata=_doc("images per validation"))
     compute_mode: ComputeMode = field(default=ComputeMode.auto, metadata=_doc("auto: the GPU when one is present"))
     distributed: bool = field(default=False, metadata=_doc("data-parallel over MPI ranks"))

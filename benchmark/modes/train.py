@@ -4,22 +4,33 @@ Each step runs `gradient_accumulation` micro-batches of `run.minibatch_size`
 images and one update; the learning rate is a pure function of the step, the
 data order a pure function of (data seed, step), so a run resumed from its
 last checkpoint continues exactly as an uninterrupted one would.
+
+Under a benchmark's rules (`benchmark=NAME`) the whole validation set is
+evaluated at the definition's cadence, the run stops when the target is
+reached (or aborts after the definition's epoch limit), and the MLPerf log
+records time-to-train between run_start and run_stop.
 """
 from __future__ import annotations
 
+import math
+import os
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from omegaconf import DictConfig
 
 from benchmark import metrics
 from benchmark.checkpoints import CheckpointRecord, CheckpointStore
-from benchmark.datasets import open_loader
-from benchmark.data.sampler import EpochSampler
+from benchmark.config.schema import Validation
+from benchmark.data.sampler import EpochSampler, SequentialSampler
+from benchmark.datasets import open_loader, verify_benchmark_dataset
 from benchmark.implementation import Implementation, StepResult
+from benchmark.mlperf_events import load_system_fields, log_hyperparameters, log_submission
+from benchmark.mlperf_log import C, MLPerfLog
 from benchmark.output import MetricsCSV
 from benchmark.reporting import Progress, metric_line
+from benchmark.rules import get_benchmark
 from benchmark.schedule import learning_rate
 from benchmark.session import Session, resolve_seeds, start
 from benchmark.throughput import Throughput
@@ -30,28 +41,49 @@ VALIDATION_COLUMNS = ["step", "events", "loss"] + _METRIC_KEYS
 
 
 class Trainer:
-    def __init__(self, session: Session, impl: Implementation, store: CheckpointStore):
+    def __init__(self, session: Session, impl: Implementation, store: CheckpointStore, mlog: MLPerfLog):
         cfg = session.cfg
-        self.cfg, self.session, self.impl, self.store = cfg, session, impl, store
+        self.cfg, self.session, self.impl, self.store, self.mlog = cfg, session, impl, store, mlog
         self.accumulation = cfg.mode.optimizer.gradient_accumulation
         self.images_per_step = cfg.run.minibatch_size * self.accumulation
         train = session.source("file")
         self.train_events = len(train)
-        sampler = EpochSampler(len(train), cfg.run.minibatch_size, seed=cfg.data.seed)
-        self.loader = open_loader(cfg, train, sampler)
-        self.validation = None
-        if cfg.run.aux_iterations > 0:
+        self.sampler = EpochSampler(len(train), cfg.run.minibatch_size, seed=cfg.data.seed)
+        self.steps_per_epoch = max(self.sampler.batches_per_epoch // self.accumulation, 1)
+        self.loader = open_loader(cfg, train, self.sampler)
+        self.definition = get_benchmark(cfg.run.benchmark) if cfg.run.benchmark else None
+        self.target = self.definition.target if self.definition else None
+        self.total_steps, self.eval_every = self._cadence()
+        self.validation, self.eval_events = None, 0
+        if self.eval_every > 0:
             aux = session.source("aux_file")
-            aux_sampler = EpochSampler(len(aux), cfg.run.aux_minibatch_size, seed=cfg.data.seed, shuffle=False)
+            self.eval_events = len(aux)
+            if cfg.run.validation == Validation.full:
+                aux_sampler = SequentialSampler(len(aux), cfg.run.aux_minibatch_size)
+            else:
+                aux_sampler = EpochSampler(len(aux), cfg.run.aux_minibatch_size, seed=cfg.data.seed, shuffle=False)
             self.validation = open_loader(cfg, aux, aux_sampler, workers=1, prefetch=1)
+            self.aux_sampler = aux_sampler
         self.train_csv = MetricsCSV(session.directory.file("train_metrics.csv"), TRAIN_COLUMNS)
         self.val_csv = MetricsCSV(session.directory.file("val_metrics.csv"), VALIDATION_COLUMNS)
         self.throughput = Throughput()
+        self.reached = False
+
+    def _cadence(self):
+        """(steps to run, steps between validations): the definition's, in epochs, or the configuration's."""
+        if self.target is None:
+            return self.cfg.run.iterations, self.cfg.run.aux_iterations
+        every = max(int(round(self.definition.eval_interval_epochs * self.steps_per_epoch)), 1)
+        return int(math.ceil(self.definition.max_epochs * self.steps_per_epoch)), every
 
     def close(self) -> None:
         self.loader.close()
         if self.validation is not None:
             self.validation.close()
+
+    def epoch_of(self, step: int) -> int:
+        """1-based epoch that update `step` (0-based) belongs to."""
+        return step // self.steps_per_epoch + 1
 
     def step(self, step: int) -> List[StepResult]:
         """One update: `accumulation` micro-batches, then the optimizer."""
@@ -69,50 +101,92 @@ class Trainer:
         return {"loss": loss, **metrics.summarize(confusion)}
 
     def validate(self, index: int) -> Dict[str, float]:
-        batch = self.validation.get(index)
-        result = self.impl.evaluate(batch)
-        confusion = self.impl.fetch(result.confusion)
-        return {"loss": float(self.impl.fetch(result.loss)), "events": batch.batch_size, **metrics.summarize(confusion)}
+        """One batch (validation=batch) or every event of the validation file (full)."""
+        batches = range(len(self.aux_sampler)) if self.cfg.run.validation == Validation.full else [index]
+        accumulator, loss, events = metrics.MetricAccumulator(), 0.0, 0
+        for number in batches:
+            batch = self.validation.get(number)
+            result = self.impl.evaluate(batch)
+            accumulator.add(self.impl.fetch(result.confusion))
+            loss += float(self.impl.fetch(result.loss)) * batch.batch_size
+            events += batch.batch_size
+        return {"loss": loss / events, "events": events, **accumulator.summary()}
 
     def checkpoint(self, done: int) -> None:
         path = self.store.path_for(done)
         self.impl.save(path)
-        self.store.commit(CheckpointRecord(done, path.rsplit("/", 1)[-1], self.cfg.run.seed, self.cfg.data.seed))
+        self.store.commit(CheckpointRecord(done, os.path.basename(path), self.cfg.run.seed, self.cfg.data.seed))
 
     def run(self, first: int) -> None:
-        cfg = self.cfg
-        total = cfg.run.iterations
+        cfg, mlog = self.cfg, self.mlog
         self.train_csv.start(first)
         self.val_csv.start(first)
-        progress = Progress(total, initial=first, description="train")
+        progress = Progress(self.total_steps, initial=first, description="train")
         try:
-            for step in range(first, total):
+            for step in range(first, self.total_steps):
                 done = step + 1
+                if step == first or step % self.steps_per_epoch == 0:
+                    mlog.start(C.EPOCH_START, epoch_num=self.epoch_of(step))
                 begin = time.perf_counter()
                 results = self.step(step)
                 self.impl.synchronize()
                 rate = self.throughput.add(self.images_per_step, time.perf_counter() - begin)
                 progress.advance(**{"img/s": f"{rate:.2f}"})
-                if done % cfg.mode.logging_iteration == 0 or done == total:
-                    self._log(step, done, results, rate, progress)
-                if self.validation is not None and done % cfg.run.aux_iterations == 0:
-                    values = self.validate(done // cfg.run.aux_iterations - 1)
-                    self.val_csv.append({"step": done, **values})
-                    progress.print(metric_line(f"validation after step {done}", values["loss"], values))
-                if cfg.mode.checkpoint_iteration and (done % cfg.mode.checkpoint_iteration == 0 or done == total):
+                if done % cfg.mode.logging_iteration == 0 or done == self.total_steps:
+                    self._log(step, done, results, progress)
+                if done % self.steps_per_epoch == 0 or done == self.total_steps:
+                    mlog.end(C.EPOCH_STOP, epoch_num=self.epoch_of(step))
+                if self.validation is not None and done % self.eval_every == 0:
+                    self._evaluate(done, progress)
+                if cfg.mode.checkpoint_iteration and (done % cfg.mode.checkpoint_iteration == 0 or done == self.total_steps):
                     self.checkpoint(done)
+                if self.reached:
+                    break
         finally:
             progress.close()
 
-    def _log(self, step: int, done: int, results: List[StepResult], rate: float, progress: Progress) -> None:
+    def _evaluate(self, done: int, progress: Progress) -> None:
+        epoch = done * self.images_per_step / self.train_events
+        self.mlog.start(C.EVAL_START, epoch_num=epoch)
+        values = self.validate(done // self.eval_every - 1)
+        self.mlog.end(C.EVAL_STOP, epoch_num=epoch)
+        self.mlog.event(
+            C.EVAL_ACCURACY, values["Average/mIoU"], epoch_num=epoch, step_num=done,
+            cosmic_iou=values["Average/Cosmic_IoU"], neutrino_iou=values["Average/Neutrino_IoU"],
+            non_bkg_accuracy=values["Average/Non_Bkg_Accuracy"],
+        )
+        self.mlog.event("tracked_stats", {"throughput": self.throughput.steady_state()}, step_num=done, epoch_num=epoch)
+        self.val_csv.append({"step": done, **values})
+        what = "validation" if self.cfg.run.validation == Validation.batch else f"validation ({values['events']} events)"
+        progress.print(metric_line(f"{what} after step {done}", values["loss"], values))
+        if self.target is not None and self.target.reached(values):
+            self.reached = True
+            progress.print(f"target reached after step {done} (epoch {epoch:.2f}): {self.target.describe()}")
+
+    def _log(self, step: int, done: int, results: List[StepResult], progress: Progress) -> None:
         values = self.summarize(results)
         epoch = done * self.images_per_step / self.train_events
         rate_lr = learning_rate(step, self.cfg.mode.optimizer, self.images_per_step, self.train_events)
-        row = {"step": done, "epoch": epoch, "learning_rate": rate_lr, "images_per_second": rate, **values}
-        self.train_csv.append(row)
         window = self.throughput.window(self.cfg.mode.logging_iteration)
-        prefix = f"step {done}/{self.cfg.run.iterations}  epoch {epoch:.3f}  lr {rate_lr:.3g}"
+        row = {"step": done, "epoch": epoch, "learning_rate": rate_lr, "images_per_second": window, **values}
+        self.train_csv.append(row)
+        prefix = f"step {done}/{self.total_steps}  epoch {epoch:.3f}  lr {rate_lr:.3g}"
         progress.print(metric_line(prefix, values["loss"], values, {"img/s": f"{window:.2f}"}))
+
+    def status(self, completed: bool) -> str:
+        """MLPerf run status: success only when the target was reached (or, without one, all steps ran)."""
+        if self.target is not None:
+            return C.SUCCESS if self.reached else C.ABORTED
+        return C.SUCCESS if completed else C.ABORTED
+
+
+def _free_name(directory, stem: str, suffix: str) -> str:
+    path = directory.file(f"{stem}{suffix}")
+    index = 1
+    while os.path.exists(path):
+        path = directory.file(f"{stem}.{index}{suffix}")
+        index += 1
+    return path
 
 
 def run(cfg: DictConfig) -> int:
@@ -123,11 +197,53 @@ def run(cfg: DictConfig) -> int:
         # Continue with the seeds the run started with, whatever was given now.
         cfg.run.seed, cfg.data.seed = record.run_seed, record.data_seed
     resolve_seeds(cfg)
+    system = load_system_fields(cfg)
     session.directory.create()
+    mlog = MLPerfLog(_free_name(session.directory, "mlperf", ".log"))
+    mlog.event(C.CACHE_CLEAR, os.environ.get("COSMICTAGGER_CACHE_CLEARED", "0") == "1")
+    mlog.start(C.INIT_START)
     session.print_config()
     session.save_config()
     impl = session.implementation()
     store.suffix = impl.checkpoint_suffix()
+    log_submission(mlog, cfg, system, impl.name)
+    first = _restore(cfg, impl, store, record)
+    if first is None:
+        mlog.close()
+        return 0
+    mlog.start(C.STAGING_START)
+    if cfg.run.benchmark:
+        verify_benchmark_dataset(cfg, get_benchmark(cfg.run.benchmark))
+    trainer = Trainer(session, impl, store, mlog)
+    mlog.end(C.STAGING_STOP)
+    accelerators = 1 if "cuda" in impl.device_description() else 0
+    log_hyperparameters(mlog, cfg, accelerators, trainer.train_events, trainer.eval_events)
+    if trainer.target is not None:
+        print(f"benchmark {cfg.run.benchmark}: target {trainer.target.describe()} on {trainer.eval_events} validation "
+              f"events every {trainer.eval_every} steps, at most {trainer.total_steps} steps", flush=True)
+    mlog.end(C.INIT_STOP)
+    mlog.start(C.RUN_START)
+    run_begin = time.time()
+    completed = False
+    try:
+        trainer.run(first)
+        completed = True
+    finally:
+        trainer.close()
+        status = trainer.status(completed)
+        mlog.event("tracked_stats", {"throughput": trainer.throughput.steady_state()}, step_num=trainer.total_steps)
+        mlog.end(C.RUN_STOP, status=status)
+        mlog.close()
+    print(trainer.throughput.report(), flush=True)
+    print(f"peak memory: {impl.peak_memory_bytes() / 2**30:.2f} GiB on {impl.device_description()}", flush=True)
+    if trainer.target is not None:
+        print(f"time to train: {(time.time() - run_begin) / 60:.2f} minutes, status {status}", flush=True)
+    print(f"MLPerf log: {mlog.path}", flush=True)
+    return 0
+
+
+def _restore(cfg: DictConfig, impl: Implementation, store: CheckpointStore, record) -> Optional[int]:
+    """The first step to run, after restoring a checkpoint; None when the run is already complete."""
     first = 0
     if record is not None:
         impl.load(store.latest_path())
@@ -136,14 +252,7 @@ def run(cfg: DictConfig) -> int:
     elif cfg.mode.weights_location:
         impl.load(cfg.mode.weights_location, weights_only=True)
         print(f"starting from the weights in {cfg.mode.weights_location}", flush=True)
-    if first >= cfg.run.iterations:
+    if first >= cfg.run.iterations and not cfg.run.benchmark:
         print(f"run {cfg.run.id} has already completed {first} steps (run.iterations={cfg.run.iterations}); nothing to do")
-        return 0
-    trainer = Trainer(session, impl, store)
-    try:
-        trainer.run(first)
-    finally:
-        trainer.close()
-    print(trainer.throughput.report(), flush=True)
-    print(f"peak memory: {impl.peak_memory_bytes() / 2**30:.2f} GiB on {impl.device_description()}", flush=True)
-    return 0
+        return None
+    return first

@@ -1,0 +1,69 @@
+"""What a training run tells its MLPerf log before the clock starts.
+
+Submission identity comes from the system description (`run.system`), the
+hyperparameters from the resolved configuration: each key a builder applies
+is logged, so the compliance ruleset can check it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict
+
+from omegaconf import DictConfig
+
+from benchmark.mlperf_log import C, MLPerfLog
+from benchmark.rules import BENCHMARK_NAME
+from benchmark.schedule import REFERENCE
+
+
+def load_system_fields(cfg: DictConfig) -> Dict[str, str]:
+    """The fields of `run.system` that MLPerf logs name (all "unknown" without one)."""
+    fields = {"submitter": "unknown", "division": "open", "status": "research", "system_name": "unknown",
+              "number_of_nodes": "1", "accelerators_per_node": "0"}
+    if cfg.run.system:
+        from benchmark.systems import load_system
+
+        path = cfg.run.system
+        if not os.path.exists(path) and os.path.exists(os.path.join("systems", f"{path}.json")):
+            path = os.path.join("systems", f"{path}.json")
+        fields.update({k: str(v) for k, v in load_system(path).items() if k in fields})
+    return fields
+
+
+def log_submission(mlog: MLPerfLog, cfg: DictConfig, system: Dict[str, str], implementation: str) -> None:
+    mlog.event(C.SUBMISSION_BENCHMARK, BENCHMARK_NAME)
+    mlog.event(C.SUBMISSION_ORG, system["submitter"])
+    mlog.event(C.SUBMISSION_DIVISION, "closed" if cfg.run.benchmark == "closed" else "open")
+    mlog.event(C.SUBMISSION_STATUS, system["status"])
+    mlog.event(C.SUBMISSION_PLATFORM, system["system_name"])
+    mlog.event("cosmictagger_benchmark", cfg.run.benchmark or "none")
+    mlog.event("implementation", implementation)
+
+
+def log_hyperparameters(mlog: MLPerfLog, cfg: DictConfig, accelerators: int, train_events: int,
+                        eval_events: int) -> None:
+    optimizer = cfg.mode.optimizer
+    accumulation = optimizer.gradient_accumulation
+    mlog.event(C.SEED, int(cfg.run.seed))
+    mlog.event("data_seed", int(cfg.data.seed))
+    mlog.event("number_of_ranks", 1)
+    mlog.event("number_of_nodes", 1)
+    mlog.event("accelerators_per_node", accelerators)
+    mlog.event(C.GLOBAL_BATCH_SIZE, cfg.run.minibatch_size * accumulation)
+    mlog.event("gradient_accumulation_frequency", accumulation)
+    mlog.event(C.OPT_NAME, optimizer.name.value)
+    mlog.event(C.OPT_BASE_LR, float(optimizer.learning_rate))
+    reference = optimizer.lr_schedule.value == "reference"
+    mlog.event("opt_learning_rate_schedule", optimizer.lr_schedule.value)
+    mlog.event(C.OPT_LR_WARMUP_EPOCHS, REFERENCE.warmup_epochs if reference else 0.0)
+    mlog.event("opt_learning_rate_warmup_initial", REFERENCE.floor if reference else float(optimizer.learning_rate))
+    if reference:
+        mlog.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, [REFERENCE.decay_start_epoch])
+        mlog.event("opt_learning_rate_decay_rate", REFERENCE.decay_rate)
+        mlog.event("opt_learning_rate_floor", REFERENCE.floor)
+    mlog.event(C.OPT_WEIGHT_DECAY, float(cfg.network.weight_decay))
+    mlog.event("loss_balance_scheme", optimizer.loss_balance_scheme.value)
+    mlog.event("precision", cfg.run.precision.value)
+    mlog.event("image_downsample", cfg.data.downsample)
+    mlog.event(C.TRAIN_SAMPLES, train_events)
+    mlog.event(C.EVAL_SAMPLES, eval_events)
