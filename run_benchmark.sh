@@ -1,34 +1,124 @@
 #!/usr/bin/env bash
-# What a site runs. Without arguments: set up .venv on first use, generate
-# (once, cached under .cache/datasets/) a small realistic dataset in the real
-# larcv3 format, then train a small UResNet on it for 60 steps, printing
-# metrics and throughput. Arguments are passed on as key=value settings (they
-# override the defaults below), e.g. ./run_benchmark.sh run.iterations=200
+# What a site runs: set-up on first use, then N runs of a benchmark, each checked
+# by the official MLPerf compliance checker and stored under results/, then a summary.
+# Without options: one run of the `mini` benchmark on this machine.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+usage() {
+    cat <<'EOF'
+usage: ./run_benchmark.sh [options] [-- key=value ...]
+
+  --system NAME        system description systems/NAME.json (default: this host; described on first use)
+  --benchmark NAME     closed | mini | throughput (default: mini)
+  --framework NAME     torch (default: torch)
+  --conv-mode MODE     2D (default: 2D)
+  --runs N             number of runs (default: 1; a submission needs the benchmark's count, 5 for closed and mini)
+  --launcher L         local | mpirun | srun | any command prefix (default: local)
+  --ranks N            total ranks (default: 1)
+  --ranks-per-node N   ranks per node, for the launcher (default: --ranks)
+  --data-dir DIR       the dataset (closed: required; mini: generated under .cache/datasets/ when omitted)
+  --results DIR        results root (default: results/)
+  --seed S             first seed (run i uses S+i); default: drawn from the clock for every run (always logged)
+  --clear-cache        drop the page cache before each run (needs root; logged as cache_clear)
+  -h, --help           this text
+Settings after -- are passed to every run (only those the benchmark lets a submitter tune).
+EOF
+}
+
+die() { echo "error: $*" >&2; exit 2; }
+
+SYSTEM="" BENCHMARK=mini FRAMEWORK=torch CONV_MODE=2D RUNS=1 LAUNCHER=local RANKS=1 RANKS_PER_NODE=""
+DATA_DIR="" RESULTS=results SEED="" CLEAR_CACHE=0 EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --system) SYSTEM=${2:?}; shift 2 ;;
+        --benchmark) BENCHMARK=${2:?}; shift 2 ;;
+        --framework) FRAMEWORK=${2:?}; shift 2 ;;
+        --conv-mode) CONV_MODE=${2:?}; shift 2 ;;
+        --runs) RUNS=${2:?}; shift 2 ;;
+        --launcher) LAUNCHER=${2:?}; shift 2 ;;
+        --ranks) RANKS=${2:?}; shift 2 ;;
+        --ranks-per-node) RANKS_PER_NODE=${2:?}; shift 2 ;;
+        --data-dir) DATA_DIR=${2:?}; shift 2 ;;
+        --results) RESULTS=${2:?}; shift 2 ;;
+        --seed) SEED=${2:?}; shift 2 ;;
+        --clear-cache) CLEAR_CACHE=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; EXTRA=("$@"); break ;;
+        *) die "unknown option '$1' (see --help)" ;;
+    esac
+done
+case "$BENCHMARK" in closed|mini|throughput) ;; *) die "unknown benchmark '$BENCHMARK': closed, mini or throughput" ;; esac
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$RUNS'"
+[[ "$RANKS" =~ ^[1-9][0-9]*$ ]] || die "--ranks must be a positive integer, not '$RANKS'"
+[ -z "$SEED" ] || [[ "$SEED" =~ ^[1-9][0-9]*$ ]] || die "--seed must be a positive integer, not '$SEED'"
+RANKS_PER_NODE=${RANKS_PER_NODE:-$RANKS}
+
 scripts/setup.sh
 PY=.venv/bin/python
-version=$($PY -c "from benchmark.data.generator import GENERATOR_VERSION; print(GENERATOR_VERSION)")
-DATA=.cache/datasets/quickstart-v${version}-seed1
-if [ ! -f "$DATA/manifest.json" ]; then
-    echo "generating the default dataset in $DATA (256 training, 64 validation, 64 test events; once) ..."
-    $PY -m benchmark.data generate --out "$DATA" --train 256 --val 64 --test 64 --seed 1 --compression gzip
+
+# The system description: given, or this host's (written once).
+if [ -z "$SYSTEM" ]; then
+    SYSTEM=$(hostname -s 2>/dev/null || echo localhost)
+    SYSTEM=${SYSTEM//[^A-Za-z0-9._-]/-}
+    if [ ! -f "systems/$SYSTEM.json" ]; then
+        echo "describing this host as systems/$SYSTEM.json ..."
+        $PY -m benchmark.systems describe --name "$SYSTEM"
+    fi
 fi
-DEFAULT_JOB=(
-    mode=train
-    run.id="quickstart-$(date +%Y%m%d-%H%M%S)"
-    data.data_directory="$DATA"
-    data.file=cosmic_tagging_train.h5
-    data.aux_file=cosmic_tagging_val.h5
-    data.downsample=3
-    network=a21
-    network.network_depth=4
-    run.minibatch_size=4
-    run.iterations=60
-    run.aux_iterations=20
-    run.aux_minibatch_size=8
-    mode.logging_iteration=10
-    mode.optimizer.lr_schedule=flat
-    mode.optimizer.learning_rate=0.001
-)
-exec $PY bin/exec.py "${DEFAULT_JOB[@]}" "$@"
+SYSTEM_FILE="systems/$SYSTEM.json"
+[ -f "$SYSTEM" ] && SYSTEM_FILE="$SYSTEM" && SYSTEM=$(basename "$SYSTEM" .json)
+$PY -m benchmark.systems check "$SYSTEM_FILE" > /dev/null || exit 2
+mkdir -p "$RESULTS" 2>/dev/null && [ -w "$RESULTS" ] || die "results directory $RESULTS is not writable"
+
+# The dataset.
+if [ "$BENCHMARK" = mini ] && [ -z "$DATA_DIR" ]; then
+    DATA_DIR=.cache/datasets/mini-v1-seed7
+    if [ ! -f "$DATA_DIR/manifest.json" ]; then
+        echo "generating the mini dataset in $DATA_DIR (once) ..."
+        $PY -m benchmark.data generate --out "$DATA_DIR" --train 1024 --val 128 --test 128 --seed 7 --compression gzip
+    fi
+fi
+[ "$BENCHMARK" != closed ] || [ -n "$DATA_DIR" ] || die "the closed benchmark needs --data-dir (the real CosmicTagger files)"
+
+# How each run is launched.
+case "$LAUNCHER" in
+    local) PREFIX=() ;;
+    mpirun) PREFIX=(mpirun -n "$RANKS" --npernode "$RANKS_PER_NODE") ;;
+    srun) PREFIX=(srun --ntasks "$RANKS" --ntasks-per-node "$RANKS_PER_NODE") ;;
+    *) read -r -a PREFIX <<< "$LAUNCHER" ;;
+esac
+DISTRIBUTED=()
+[ "$RANKS" -eq 1 ] || DISTRIBUTED=(run.distributed=true)
+DATA=()
+[ -z "$DATA_DIR" ] || DATA=(data.data_directory="$DATA_DIR")
+IMPLEMENTATION="$FRAMEWORK-$CONV_MODE"
+STAMP=$(date +%Y%m%d-%H%M%S)
+
+failed=0
+for i in $(seq 1 "$RUNS"); do
+    ID="$BENCHMARK-$SYSTEM-$STAMP-$i"
+    OUT="output/runs/$ID"
+    SEED_SETTING=(run.seed=0 data.seed=0)
+    [ -z "$SEED" ] || SEED_SETTING=(run.seed=$((SEED + i - 1)) data.seed=$((SEED + i - 1)))
+    if [ "$CLEAR_CACHE" = 1 ]; then
+        sync && echo 3 > /proc/sys/vm/drop_caches && export COSMICTAGGER_CACHE_CLEARED=1 \
+            || die "--clear-cache: cannot drop the page cache here (not root?)"
+    fi
+    echo "=== run $i of $RUNS: benchmark $BENCHMARK, $IMPLEMENTATION, system $SYSTEM, output $OUT"
+    status=0
+    "${PREFIX[@]}" $PY bin/exec.py mode=train benchmark="$BENCHMARK" run.id="$ID" run.output_dir="$OUT" \
+        run.system="$SYSTEM_FILE" framework.name="$FRAMEWORK" network.conv_mode="$CONV_MODE" \
+        "${DATA[@]}" "${DISTRIBUTED[@]}" "${SEED_SETTING[@]}" "${EXTRA[@]}" || status=$?
+    if [ "$status" -ne 0 ] || [ ! -f "$OUT/mlperf.log" ]; then
+        echo "run $i failed (exit status $status)" >&2
+        failed=1
+        [ -f "$OUT/mlperf.log" ] || continue
+    fi
+    $PY -m benchmark.compliance check "$OUT/mlperf.log" || failed=1
+    $PY -m benchmark.results store "$OUT/mlperf.log" --root "$RESULTS" --system "$SYSTEM" \
+        --benchmark "$BENCHMARK" --implementation "$IMPLEMENTATION"
+done
+$PY -m benchmark.results summarize "$RESULTS"
+exit $failed

@@ -12,8 +12,9 @@ reports, so an implementation need not synchronise the host every step.
 from __future__ import annotations
 
 import abc
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, ContextManager, Dict, Tuple
 
 import numpy as np
 
@@ -90,6 +91,10 @@ class Implementation(abc.ABC):
     @abc.abstractmethod
     def load(self, path: str, weights_only: bool = False) -> None:
         """Restore what `save` wrote (only the model weights if `weights_only`)."""
+
+    def profile_steps(self, directory: str) -> ContextManager:
+        """A context in which the framework's profiler traces the steps run inside it."""
+        return contextlib.nullcontext()
 
     def peak_memory_bytes(self) -> int:
         """Peak memory of the device the model runs on (host: the process's peak RSS)."""

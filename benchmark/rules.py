@@ -99,6 +99,7 @@ EXECUTION_TUNABLES: Tuple[Tunable, ...] = (
     Tunable("framework.intra_op_parallelism_threads", "any", _any),
     Tunable("framework.environment_variables", "any", _any),
     Tunable("framework.name", "any implementation of the benchmark", _any),
+    Tunable("network.conv_mode", "any implementation of the benchmark", _any),
     Tunable("mode.checkpoint_iteration", "any", _any),
     Tunable("mode.logging_iteration", "any", _any),
     Tunable("run.id", "any", _any),

@@ -142,3 +142,11 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise(monkeypatch, capsys):
     bar.advance(**{"img/s": "1.0"})
     bar.close()
     assert Progress(3, enabled=False).bar is None  # ranks other than 0 print nothing
+
+
+def test_profile_writes_a_flame_graph_and_a_framework_trace(tmp_path, capsys):
+    status, out = run(tmp_path, "prof", "run.iterations=6", "run.aux_iterations=0", "run.profile=true")
+    assert status == 0
+    assert (out / "profile" / "flamegraph.svg").read_text().lstrip().startswith("<?xml")
+    assert (out / "profile" / "torch_trace.json").stat().st_size > 0
+    assert "aten::" in (out / "profile" / "torch_operators.txt").read_text()

@@ -70,7 +70,6 @@ def check_values(cfg: DictConfig) -> None:
 # Keys whose feature has not landed yet: refused rather than silently ignored.
 _NOT_YET = (
     ("run.distributed", True, "distributed runs are not available yet; run without run.distributed=true"),
-    ("run.profile", True, "profiling is not available yet; run without run.profile=true"),
 )
 
 

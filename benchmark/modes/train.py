@@ -12,6 +12,7 @@ records time-to-train between run_start and run_stop.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -29,6 +30,7 @@ from benchmark.implementation import Implementation, StepResult
 from benchmark.mlperf_events import load_system_fields, log_hyperparameters, log_submission
 from benchmark.mlperf_log import C, MLPerfLog
 from benchmark.output import MetricsCSV
+from benchmark.profiling import FlameGraph
 from benchmark.reporting import Progress, metric_line
 from benchmark.rules import get_benchmark
 from benchmark.schedule import learning_rate
@@ -68,6 +70,7 @@ class Trainer:
         self.val_csv = MetricsCSV(session.directory.file("val_metrics.csv"), VALIDATION_COLUMNS)
         self.throughput = Throughput()
         self.reached = False
+        self.profile_dir = session.directory.file("profile")
 
     def _cadence(self):
         """(steps to run, steps between validations): the definition's, in epochs, or the configuration's."""
@@ -122,14 +125,16 @@ class Trainer:
         self.train_csv.start(first)
         self.val_csv.start(first)
         progress = Progress(self.total_steps, initial=first, description="train")
+        profiled = range(first + 2, min(first + 5, self.total_steps))  # a few steps past the warm-up
         try:
             for step in range(first, self.total_steps):
                 done = step + 1
                 if step == first or step % self.steps_per_epoch == 0:
                     mlog.start(C.EPOCH_START, epoch_num=self.epoch_of(step))
                 begin = time.perf_counter()
-                results = self.step(step)
-                self.impl.synchronize()
+                with self._profiler(step, profiled):
+                    results = self.step(step)
+                    self.impl.synchronize()
                 rate = self.throughput.add(self.images_per_step, time.perf_counter() - begin)
                 progress.advance(**{"img/s": f"{rate:.2f}"})
                 if done % cfg.mode.logging_iteration == 0 or done == self.total_steps:
@@ -144,6 +149,17 @@ class Trainer:
                     break
         finally:
             progress.close()
+
+    def _profiler(self, step: int, profiled: range):
+        """The framework profiler around the profiled steps (one trace for all of them)."""
+        if not self.cfg.run.profile or step not in profiled:
+            return contextlib.nullcontext()
+        if step == profiled.start:
+            self._profiling = self.impl.profile_steps(self.profile_dir)
+            self._profiling.__enter__()
+        if step == profiled.stop - 1:
+            return _Exit(self._profiling)
+        return contextlib.nullcontext()
 
     def _evaluate(self, done: int, progress: Progress) -> None:
         epoch = done * self.images_per_step / self.train_events
@@ -178,6 +194,19 @@ class Trainer:
         if self.target is not None:
             return C.SUCCESS if self.reached else C.ABORTED
         return C.SUCCESS if completed else C.ABORTED
+
+
+class _Exit:
+    """Leaves an already-entered context when the `with` block ends."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return self.context.__exit__(*exc_info)
 
 
 def _free_name(directory, stem: str, suffix: str) -> str:
@@ -221,6 +250,11 @@ def run(cfg: DictConfig) -> int:
     if trainer.target is not None:
         print(f"benchmark {cfg.run.benchmark}: target {trainer.target.describe()} on {trainer.eval_events} validation "
               f"events every {trainer.eval_every} steps, at most {trainer.total_steps} steps", flush=True)
+    flame = None
+    if cfg.run.profile:
+        os.makedirs(trainer.profile_dir, exist_ok=True)
+        flame = FlameGraph(os.path.join(trainer.profile_dir, "flamegraph.svg"))
+        flame.start()
     mlog.end(C.INIT_STOP)
     mlog.start(C.RUN_START)
     run_begin = time.time()
@@ -229,6 +263,8 @@ def run(cfg: DictConfig) -> int:
         trainer.run(first)
         completed = True
     finally:
+        if flame is not None:
+            flame.stop()
         trainer.close()
         status = trainer.status(completed)
         mlog.event("tracked_stats", {"throughput": trainer.throughput.steady_state()}, step_num=trainer.total_steps)
@@ -239,6 +275,9 @@ def run(cfg: DictConfig) -> int:
     if trainer.target is not None:
         print(f"time to train: {(time.time() - run_begin) / 60:.2f} minutes, status {status}", flush=True)
     print(f"MLPerf log: {mlog.path}", flush=True)
+    if flame is not None:
+        print(f"profile: {trainer.profile_dir}/ (flamegraph.svg by py-spy; torch_trace.json and torch_operators.txt "
+              f"by the framework profiler)", flush=True)
     return 0
 
 

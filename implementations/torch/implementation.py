@@ -1,6 +1,7 @@
 """The PyTorch 2D reference implementation: the UResNet trained as upstream defines it."""
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Dict, Tuple
 
@@ -123,6 +124,19 @@ class TorchDense2D(Implementation):
     def synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def profile_steps(self, directory: str):
+        """torch.profiler over the steps inside; a Chrome trace and an operator table."""
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities, record_shapes=False) as profiler:
+            yield
+        profiler.export_chrome_trace(os.path.join(directory, "torch_trace.json"))
+        sort = "cuda_time_total" if self.device.type == "cuda" else "cpu_time_total"
+        with open(os.path.join(directory, "torch_operators.txt"), "w") as handle:
+            handle.write(profiler.key_averages().table(sort_by=sort, row_limit=40))
 
     def peak_memory_bytes(self) -> int:
         if self.device.type == "cuda":
