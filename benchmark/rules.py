@@ -209,7 +209,8 @@ MINI = Benchmark(
         test=DatasetFile("cosmic_tagging_test.h5", 128, "62a1b6393ea092a2e258882d611eea34b822cb6cb27c8a316e4893f4286e1373"),
         generated={"seed": 7, "compression": "gzip", "generator_version": "1"},
     ),
-    target=Target(cosmic_iou=0.50, neutrino_iou=0.30, non_bkg_accuracy=0.60),
+    # Reached in about 2-3 epochs (10 minutes on 2 cores); a freshly initialised network scores ~0.02.
+    target=Target(cosmic_iou=0.65, neutrino_iou=0.35, non_bkg_accuracy=0.75),
     eval_interval_epochs=0.5,
     max_epochs=12.0,
     runs=5,
