@@ -1,0 +1,103 @@
+"""Benchmark definitions on the command line, dataset verification, and run_benchmark.sh refusals."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from benchmark import config
+from benchmark.datasets import verify_benchmark_dataset
+from benchmark.errors import ConfigError, DataError
+from benchmark.rules import BENCHMARKS, MINI, Benchmark, Dataset, DatasetFile, get_benchmark
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "cosmic_tagging_light.h5"))
+
+
+def test_a_benchmark_fixes_its_settings_and_keeps_tunable_defaults():
+    cfg = config.load(["benchmark=mini", "run.id=x", "run.minibatch_size=8", "run.precision=bfloat16"])
+    assert cfg.run.benchmark == "mini" and cfg.network.name == "a21" and cfg.network.network_depth == 4
+    assert cfg.data.downsample == 3 and cfg.run.validation.value == "full"
+    assert cfg.run.minibatch_size == 8 and cfg.mode.optimizer.learning_rate == pytest.approx(0.001)
+    assert config.load(["benchmark=throughput", "run.id=x"]).run.iterations == BENCHMARKS["throughput"].steps
+
+
+@pytest.mark.parametrize(
+    "tokens, fragment",
+    [
+        (["benchmark=mini", "network.n_initial_filters=4"], "network.n_initial_filters is fixed by the mini benchmark"),
+        (["benchmark=closed", "data.downsample=2"], "data.downsample is fixed by the closed benchmark"),
+        (["benchmark=closed", "network=a21"], "network=a21: the closed benchmark fixes network"),
+        (["benchmark=mini", "mode.optimizer.learning_rate=-1"], "learning_rate=-1.0 breaks the mini benchmark's rule"),
+        (["benchmark=mini", "mode=inference"], "benchmark=mini runs in mode=train"),
+        (["benchmark=fast"], "unknown benchmark 'fast'"),
+    ],
+)
+def test_settings_a_benchmark_does_not_allow(tokens, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        config.load(["run.id=x", *tokens])
+
+
+def test_every_benchmark_has_runs_and_a_cadence_or_steps():
+    for name, definition in BENCHMARKS.items():
+        assert get_benchmark(name) is definition and definition.runs >= 1
+        assert (definition.target is not None and definition.max_epochs > 0) or definition.steps > 0
+
+
+def _definition(tmp_path, events, sha256=None):
+    shutil.copy(SAMPLE, tmp_path / "cosmic_tagging_train.h5")
+    shutil.copy(SAMPLE, tmp_path / "cosmic_tagging_val.h5")
+    dataset = Dataset(DatasetFile("cosmic_tagging_train.h5", events, sha256), DatasetFile("cosmic_tagging_val.h5", 5),
+                      DatasetFile("cosmic_tagging_test.h5", 5))
+    return Benchmark(name="test", summary="", settings=MINI.settings, tunables=MINI.tunables, dataset=dataset,
+                     target=MINI.target, max_epochs=1)
+
+
+@pytest.mark.skipif(not os.path.exists(SAMPLE), reason="the real sample is not present")
+def test_dataset_verification(tmp_path):
+    cfg = config.load(["run.id=x", f"data.data_directory={tmp_path}"])
+    from benchmark.data.dataset import sha256
+
+    verify_benchmark_dataset(cfg, _definition(tmp_path, 5, sha256(SAMPLE)))  # passes
+    with pytest.raises(DataError, match="5 events, but the test benchmark defines 1024"):
+        verify_benchmark_dataset(cfg, _definition(tmp_path, 1024))
+    with pytest.raises(DataError, match="sha256 does not match the test benchmark's definition"):
+        verify_benchmark_dataset(cfg, _definition(tmp_path, 5, "0" * 64))
+    os.remove(tmp_path / "cosmic_tagging_val.h5")
+    with pytest.raises(DataError, match="cosmic_tagging_val.h5: missing"):
+        verify_benchmark_dataset(cfg, _definition(tmp_path, 5, sha256(SAMPLE)))
+
+
+def run_script(*args, cwd=ROOT):
+    return subprocess.run(["bash", "run_benchmark.sh", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--benchmark", "fastest"], "error: unknown benchmark 'fastest'"),
+        (["--runs", "0"], "error: --runs must be a positive integer"),
+        (["--frobnicate"], "error: unknown option '--frobnicate'"),
+        (["--system", "no-such-system"], "systems/no-such-system.json does not exist"),
+        (["--benchmark", "closed", "--system", "cpu-2core-debian12"], "the closed benchmark needs --data-dir"),
+    ],
+)
+def test_run_benchmark_refuses_bad_use(args, fragment):
+    proc = run_script(*args)
+    assert proc.returncode == 2
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_benchmark_refuses_an_unwritable_results_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = run_script("--system", "cpu-2core-debian12", "--results", str(blocker / "results"))
+    assert proc.returncode == 2 and "is not writable" in proc.stderr
+
+
+def test_run_benchmark_refuses_a_malformed_system_description(tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    proc = run_script("--system", str(bad))
+    assert proc.returncode == 2 and "broken.json" in proc.stderr and "JSON" in proc.stderr
