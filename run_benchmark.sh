@@ -77,7 +77,7 @@ if [ "$BENCHMARK" = mini ] && [ -z "$DATA_DIR" ]; then
     DATA_DIR=.cache/datasets/mini-v1-seed7
     if [ ! -f "$DATA_DIR/manifest.json" ]; then
         echo "generating the mini dataset in $DATA_DIR (once) ..."
-        $PY -m benchmark.data generate --out "$DATA_DIR" --train 1024 --val 128 --test 128 --seed 7 --compression gzip
+        $PY -c "import sys; from benchmark.datasets import generate_benchmark_dataset as g; g('mini', sys.argv[1])" "$DATA_DIR"
     fi
 fi
 [ "$BENCHMARK" != closed ] || [ -n "$DATA_DIR" ] || die "the closed benchmark needs --data-dir (the real CosmicTagger files)"

@@ -78,3 +78,16 @@ def verify_benchmark_dataset(cfg: DictConfig, definition) -> None:
             raise DataError(f"{path}: {events} events, but the {definition.name} benchmark defines {spec.events}")
         if spec.sha256 is not None and sha256(path) != spec.sha256:
             raise DataError(f"{path}: sha256 does not match the {definition.name} benchmark's definition")
+
+
+def generate_benchmark_dataset(name: str, out: str) -> None:
+    """Generate the dataset a benchmark definition describes (its seed, counts and compression)."""
+    from benchmark.data.dataset import generate
+    from benchmark.rules import get_benchmark
+
+    dataset = get_benchmark(name).dataset
+    if dataset is None or dataset.generated is None:
+        raise DataError(f"the {name} benchmark does not use a generated dataset")
+    counts = {"train": dataset.train.events, "val": dataset.validation.events, "test": dataset.test.events}
+    generated = dataset.generated
+    generate(out, counts, int(generated["seed"]), compression=generated.get("compression"))

@@ -63,9 +63,10 @@ def test_dataset_verification(tmp_path):
         verify_benchmark_dataset(cfg, _definition(tmp_path, 1024))
     with pytest.raises(DataError, match="sha256 does not match the test benchmark's definition"):
         verify_benchmark_dataset(cfg, _definition(tmp_path, 5, "0" * 64))
+    definition = _definition(tmp_path, 5, sha256(SAMPLE))
     os.remove(tmp_path / "cosmic_tagging_val.h5")
     with pytest.raises(DataError, match="cosmic_tagging_val.h5: missing"):
-        verify_benchmark_dataset(cfg, _definition(tmp_path, 5, sha256(SAMPLE)))
+        verify_benchmark_dataset(cfg, definition)
 
 
 def run_script(*args, cwd=ROOT):
