@@ -17,6 +17,7 @@ from benchmark.implementation import Implementation
 
 _IMPLEMENTATIONS = {
     ("torch", "2D"): "implementations.torch.implementation:TorchDense2D",
+    ("torch", "3D"): "implementations.torch.implementation:TorchDense3D",
 }
 
 

@@ -105,7 +105,7 @@ def test_iotest_reports_images_per_second(tmp_path, capsys):
     assert "iotest: 4 batches of 2 images of 3x40x64" in text and "images/s" in text
 
 
-@pytest.mark.parametrize("preset, count", [("uresnet", 18_382_131), ("a21", 8_510_547)])
+@pytest.mark.parametrize("preset, count", [("uresnet", 18_382_131), ("a21", 8_510_547), ("uresnet3d", 18_381_459)])
 def test_summary_sizes_the_network(tmp_path, capsys, preset, count):
     out = tmp_path / preset
     assert main(["mode=summary", f"run.id={preset}", f"run.output_dir={out}", f"network={preset}", "run.compute_mode=CPU"]) == 0
@@ -150,3 +150,12 @@ def test_profile_writes_a_flame_graph_and_a_framework_trace(tmp_path, capsys):
     assert (out / "profile" / "flamegraph.svg").read_text().lstrip().startswith("<?xml")
     assert (out / "profile" / "torch_trace.json").stat().st_size > 0
     assert "aten::" in (out / "profile" / "torch_operators.txt").read_text()
+
+
+def test_the_3d_network_trains_and_resumes_through_the_same_harness(tmp_path, capsys):
+    common = ["network.conv_mode=3D", "run.aux_iterations=2", "mode.checkpoint_iteration=2"]
+    assert run(tmp_path, "whole3d", "run.iterations=4", *common)[0] == 0
+    assert "implementation: torch-3D" in capsys.readouterr().out
+    assert run(tmp_path, "split3d", "run.iterations=2", *common)[0] == 0
+    assert run(tmp_path, "split3d", "run.iterations=4", *common)[0] == 0
+    assert losses(tmp_path / "split3d") == losses(tmp_path / "whole3d")

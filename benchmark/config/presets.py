@@ -23,6 +23,8 @@ NETWORK_PRESETS: Dict[str, Mapping[str, object]] = {
     },
     # The default without batch normalisation.
     "scc21": {"batch_norm": False},
+    # The default with the planes as a depth axis (3D convolutions): 18,381,459 parameters.
+    "uresnet3d": {"conv_mode": "3D"},
 }
 
 # `data=synthetic` / `data=real` as in the original's data group.

@@ -32,17 +32,21 @@ class TorchDense2D(Implementation):
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.run.seed)
-        self.memory_format = torch.channels_last if cfg.data.data_format == DataFormat.channels_last else torch.contiguous_format
-        self.model = self._build().to(self.device, memory_format=self.memory_format)
+        channels_last = cfg.data.data_format == DataFormat.channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = self._build().to(self.device, memory_format=self._model_memory_format(channels_last))
         self.policy = PrecisionPolicy(cfg.run.precision, self.device)
         self.scaler = self.policy.grad_scaler()
         self.optimizer = self._optimizer()
         self.loss_fn = SegmentationLoss(cfg.mode.optimizer.loss_balance_scheme)
         # Conv kernels only: the L2 term is defined the same way in every framework.
-        self._decayed = [m.weight for m in self.model.modules() if isinstance(m, torch.nn.Conv2d)]
+        self._decayed = [m.weight for m in self.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
 
-    def _build(self) -> UResNet:
+    def _build(self) -> torch.nn.Module:
         return UResNet(self.cfg.network)
+
+    def _model_memory_format(self, channels_last: bool) -> torch.memory_format:
+        return self.memory_format
 
     def _optimizer(self) -> torch.optim.Optimizer:
         params = self.model.parameters()
@@ -175,3 +179,18 @@ class TorchDense2D(Implementation):
 
     def checkpoint_suffix(self) -> str:
         return ".pt"
+
+
+class TorchDense3D(TorchDense2D):
+    """The 3D variant: planes as a depth axis of 3, mixed only in the deepest block."""
+
+    name = "torch-3D"
+
+    def _build(self) -> torch.nn.Module:
+        from .uresnet3d import UResNet3D
+
+        return UResNet3D(self.cfg.network)
+
+    def _model_memory_format(self, channels_last: bool) -> torch.memory_format:
+        # 5-D weights: channels_last_3d is the 3-D counterpart of NHWC.
+        return torch.channels_last_3d if channels_last else torch.contiguous_format

@@ -1,0 +1,202 @@
+"""The CosmicTagger UResNet with the three wire planes as a depth axis.
+
+The input [B, 3, H, W] is viewed as [B, 1, 3, H, W] and every layer is a
+Conv3d with a [1, k, k] kernel, so each plane is processed alone with shared
+weights. Planes only see each other in the deepest block, whose `merger` and
+`splitter` have [3, 1, 1] kernels (padding 1 on the plane axis, so the depth
+stays 3). BatchNorm3d normalises over the three planes together.
+
+Structure as upstream's torch `uresnet3D.py` (18,381,459 parameters for the
+default network): the skip is taken after a level's down blocks and joined
+after its up blocks (concat order [x, skip]); interpolation upsampling is
+nearest-neighbour; the convolutional down/up samplers end in a plain ReLU.
+Unlike upstream (which keeps torch's defaults) the weights get the 2D
+model's init: xavier-uniform Conv3d with zero bias, unit BatchNorm.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Optional, Sequence, Tuple, Type, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import NEGATIVE_SLOPE, ConvSettings
+from .uresnet2d import CLASSES, PLANES, _choice, _inner_channels, count_parameters
+
+__all__ = ["UResNet3D", "Block3D", "ResidualBlock3D", "BlockSeries3D", "DeepestBlock3D", "UNetLevel3D", "count_parameters"]
+
+Kernel = Tuple[int, int, int]
+_leaky = partial(F.leaky_relu, negative_slope=NEGATIVE_SLOPE)
+
+
+def _planar(k: int) -> Kernel:
+    """A k x k kernel applied to each plane alone."""
+    return (1, k, k)
+
+
+class Block3D(nn.Module):
+    """Conv3d, then normalisation (if any), then `activation` (leaky ReLU; None: none).
+
+    Padding is "same" for odd kernels along each axis: 0 on the plane axis
+    for [1, k, k], 1 for the [3, 1, 1] merger/splitter, 0 for the [1, 2, 2]
+    stride-2 samplers.
+    """
+
+    def __init__(
+        self,
+        settings: ConvSettings,
+        inplanes: int,
+        outplanes: int,
+        kernel_size: Sequence[int] = (1, 3, 3),
+        stride: Sequence[int] = (1, 1, 1),
+        activation: Optional[Callable[[torch.Tensor], torch.Tensor]] = _leaky,
+        conv: Type[nn.Module] = nn.Conv3d,
+    ):
+        super().__init__()
+        kernel_size = tuple(kernel_size)
+        padding = tuple(0 if s > 1 else (k - 1) // 2 for k, s in zip(kernel_size, stride))
+        self.conv = conv(inplanes, outplanes, kernel_size, stride=tuple(stride), padding=padding, bias=settings.bias)
+        self.norm = settings.norm(outplanes) if settings.norm is not None else None
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.activation(x) if self.activation is not None else x
+
+
+class ResidualBlock3D(nn.Module):
+    """Two C->C Block3Ds (the second without activation), the shortcut, then leaky ReLU."""
+
+    def __init__(self, settings: ConvSettings, channels: int, kernel_size: Sequence[int] = (1, 3, 3)):
+        super().__init__()
+        self.conv1 = Block3D(settings, channels, channels, kernel_size)
+        self.conv2 = Block3D(settings, channels, channels, kernel_size, activation=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.conv2(self.conv1(x)) + x, NEGATIVE_SLOPE)
+
+
+class BlockSeries3D(nn.Sequential):
+    """`n_blocks` channel-preserving blocks: ResidualBlock3Ds if `residual`, else Block3Ds."""
+
+    def __init__(self, settings: ConvSettings, channels: int, n_blocks: int, kernel_size: Sequence[int] = (1, 3, 3), residual: bool = True):
+        if residual:
+            blocks = [ResidualBlock3D(settings, channels, kernel_size) for _ in range(n_blocks)]
+        else:
+            blocks = [Block3D(settings, channels, channels, kernel_size) for _ in range(n_blocks)]
+        super().__init__(*blocks)
+
+
+class DeepestBlock3D(nn.Module):
+    """The only cross-plane layers: merger [3,1,1] C->bottleneck, per-plane blocks, splitter [3,1,1] back to C."""
+
+    def __init__(self, network: Any, settings: ConvSettings, channels: int):
+        super().__init__()
+        inner = network.bottleneck_deepest
+        self.merger = Block3D(settings, channels, inner, kernel_size=(PLANES, 1, 1))
+        self.blocks = BlockSeries3D(settings, inner, network.blocks_deepest_layer, _planar(network.filter_size_deepest), network.residual)
+        self.splitter = Block3D(settings, inner, channels, kernel_size=(PLANES, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.splitter(self.blocks(self.merger(x)))
+
+
+class UNetLevel3D(nn.Module):
+    """One resolution level: down blocks, skip, downsample, inner level, upsample, up blocks, connection.
+
+    As upstream's 3D model: the skip is taken after the down blocks and
+    joined after the up blocks.
+    """
+
+    def __init__(self, network: Any, settings: ConvSettings, depth: int, channels: int):
+        super().__init__()
+        inner = _inner_channels(network, channels)
+        self.connection_kind = _choice(network.connections)
+        self.down_blocks = BlockSeries3D(settings, channels, network.blocks_per_layer, _planar(3), network.residual)
+        self.downsample = _downsample(network, settings, channels, inner)
+        self.main_module = build_core_3d(network, settings, depth - 1, inner)
+        self.upsample = _upsample(network, settings, inner, channels)
+        self.up_blocks = BlockSeries3D(settings, channels, network.blocks_per_layer, _planar(3), network.residual)
+        if self.connection_kind == "concat":
+            self.connection = Block3D(settings, 2 * channels, channels, kernel_size=(1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down_blocks(x)
+        residual = x
+        x = self.main_module(self.downsample(x))
+        x = self.up_blocks(self.upsample(x))
+        return self._connect(x, residual)
+
+    def _connect(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        if self.connection_kind == "concat":
+            return self.connection(torch.cat([x, residual], dim=1))
+        if self.connection_kind == "sum":
+            return x + residual
+        return x
+
+
+def _downsample(network: Any, settings: ConvSettings, channels: int, inner: int) -> nn.Module:
+    if _choice(network.downsampling) == "max_pooling":
+        return nn.Sequential(nn.MaxPool3d(_planar(2)), Block3D(settings, channels, inner, kernel_size=(1, 1, 1)))
+    return Block3D(settings, channels, inner, kernel_size=_planar(2), stride=_planar(2), activation=F.relu)
+
+
+def _upsample(network: Any, settings: ConvSettings, inner: int, channels: int) -> nn.Module:
+    if _choice(network.upsampling) == "interpolation":
+        interpolate = nn.Upsample(scale_factor=(1.0, 2.0, 2.0), mode="nearest")
+        return nn.Sequential(interpolate, Block3D(settings, inner, channels, kernel_size=(1, 1, 1)))
+    return Block3D(settings, inner, channels, kernel_size=_planar(2), stride=_planar(2), activation=F.relu, conv=nn.ConvTranspose3d)
+
+
+def build_core_3d(network: Any, settings: ConvSettings, depth: int, channels: int) -> Union[UNetLevel3D, DeepestBlock3D]:
+    """The U-Net from `depth` levels above the deepest block down to it."""
+    if depth > 0:
+        return UNetLevel3D(network, settings, depth, channels)
+    return DeepestBlock3D(network, settings, channels)
+
+
+class UResNet3D(nn.Module):
+    """Segments each of the 3 wire planes into background, cosmic and neutrino pixels.
+
+    `network` has the attributes of `benchmark.config.schema.NetworkConfig`
+    (`block_concat` does not apply: the deepest block always mixes planes).
+    """
+
+    def __init__(self, network: Any):
+        super().__init__()
+        filters = network.n_initial_filters
+        settings = ConvSettings(bias=network.bias, norm=nn.BatchNorm3d if network.batch_norm else None)
+        self.initial_convolution = Block3D(settings, 1, filters, kernel_size=_planar(5))
+        self.net_core = build_core_3d(network, settings, network.network_depth, filters)
+        self.final_layer = BlockSeries3D(settings, filters, network.blocks_final, _planar(3), network.residual)
+        self.bottleneck = nn.Conv3d(filters, CLASSES, kernel_size=1, bias=network.bias)
+        _initialise(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] -> logits [B, 3 planes, 3 classes, H, W] (a strided view).
+
+        H and W must be divisible by 2**network_depth.
+        """
+        x = self.initial_convolution(x.unsqueeze(1))
+        x = self.net_core(x)
+        x = self.final_layer(x)
+        return self.bottleneck(x).transpose(1, 2)
+
+
+def _initialise(model: nn.Module) -> None:
+    """Xavier-uniform Conv3d weights with zero bias, unit BatchNorm3d.
+
+    ConvTranspose3d is not a Conv3d, so it keeps torch's default init, as in the 2D model.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv3d):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm3d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
