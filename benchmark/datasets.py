@@ -7,12 +7,15 @@ training and 7,362 validation events, the published counts), unless
 from __future__ import annotations
 
 import os
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 from omegaconf import DictConfig
 
 from benchmark.data.source import EventSource
 from benchmark.errors import DataError
+
+if TYPE_CHECKING:  # the loader starts threads; import it only where one is opened
+    from benchmark.data.pipeline import Loader
 
 SBND_SHAPE: Tuple[int, int] = (1280, 2048)  # rows (drift time) x columns (wires) per plane
 REAL_TRAIN_EVENTS, REAL_VALIDATION_EVENTS = 43_075, 7_362

@@ -11,26 +11,7 @@ from benchmark.config.schema import Connection, Downsampling, GrowthRate, Networ
 from implementations.torch.blocks import PlaneBatchNorm2d
 from implementations.torch.uresnet2d import DeepestBlock, UResNet, count_parameters
 
-BATCH, HEIGHT, WIDTH = 2, 16, 32
-
-
-def network(**options) -> NetworkConfig:
-    config = NetworkConfig()
-    for name, value in options.items():
-        setattr(config, name, value)
-    return config
-
-
-def tiny(**options) -> NetworkConfig:
-    """A network small enough to run dozens of times in a second or two."""
-    sizes = dict(n_initial_filters=3, network_depth=2, bottleneck_deepest=8, blocks_per_layer=1,
-                 blocks_deepest_layer=1, blocks_final=1, filter_size_deepest=3)
-    return network(**{**sizes, **options})
-
-
-def images(seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(BATCH, 3, HEIGHT, WIDTH, generator=generator)
+from tiny import BATCH, HEIGHT, WIDTH, images, network, tiny
 
 
 def build(config: NetworkConfig, seed: int = 0, **kwargs) -> UResNet:

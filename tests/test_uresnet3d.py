@@ -7,24 +7,7 @@ import torch
 from benchmark.config.schema import Connection, Downsampling, GrowthRate, NetworkConfig, Upsampling
 from implementations.torch.uresnet3d import DeepestBlock3D, UResNet3D, count_parameters
 
-BATCH, HEIGHT, WIDTH = 2, 16, 32
-
-
-def network(**options) -> NetworkConfig:
-    config = NetworkConfig()
-    for name, value in options.items():
-        setattr(config, name, value)
-    return config
-
-
-def tiny(**options) -> NetworkConfig:
-    sizes = dict(n_initial_filters=3, network_depth=2, bottleneck_deepest=8, blocks_per_layer=1,
-                 blocks_deepest_layer=1, blocks_final=1, filter_size_deepest=3)
-    return network(**{**sizes, **options})
-
-
-def images(seed: int = 0) -> torch.Tensor:
-    return torch.randn(BATCH, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(seed))
+from tiny import BATCH, HEIGHT, WIDTH, images, network, tiny
 
 
 def build(config: NetworkConfig, seed: int = 0) -> UResNet3D:

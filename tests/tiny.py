@@ -11,3 +11,30 @@ TINY_NETWORK = [
     "run.compute_mode=CPU",
 ]
 TINY_SHAPE = (40, 64)
+
+
+# Tiny networks for the model tests.
+BATCH, HEIGHT, WIDTH = 2, 16, 32
+
+
+def network(**options):
+    """A NetworkConfig with `options` set."""
+    from benchmark.config.schema import NetworkConfig
+
+    config = NetworkConfig()
+    for name, value in options.items():
+        setattr(config, name, value)
+    return config
+
+
+def tiny(**options):
+    """A network small enough to run dozens of times in a second or two."""
+    sizes = dict(n_initial_filters=3, network_depth=2, bottleneck_deepest=8, blocks_per_layer=1,
+                 blocks_deepest_layer=1, blocks_final=1, filter_size_deepest=3)
+    return network(**{**sizes, **options})
+
+
+def images(seed: int = 0):
+    import torch
+
+    return torch.randn(BATCH, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(seed))

@@ -100,3 +100,18 @@ class BlockSeries(nn.Sequential):
         else:
             blocks = [Block(settings, channels, channels, kernel_size) for _ in range(n_blocks)]
         super().__init__(*blocks)
+
+
+def initialise(model: nn.Module, conv: type = nn.Conv2d, norm: type = nn.BatchNorm2d) -> None:
+    """Upstream's init: xavier-uniform convolutions with zero bias, unit batch norm.
+
+    Transposed convolutions are not `conv` subclasses, so they keep torch's default init, as upstream.
+    """
+    for module in model.modules():
+        if isinstance(module, conv):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, norm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)

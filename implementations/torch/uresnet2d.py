@@ -14,7 +14,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .blocks import Block, BlockSeries, ConvSettings, PlaneBatchNorm2d
+from .blocks import Block, BlockSeries, ConvSettings, PlaneBatchNorm2d, initialise
 
 PLANES = 3
 CLASSES = 3  # background, cosmic, neutrino
@@ -144,7 +144,7 @@ class UResNet(nn.Module):
         self.net_core = build_core(network, settings, network.network_depth, filters)
         self.final_layer = BlockSeries(settings, filters, network.blocks_final, 3, network.residual)
         self.bottleneck = nn.Conv2d(filters, CLASSES, kernel_size=1)
-        _initialise(self)
+        initialise(self, nn.Conv2d, nn.BatchNorm2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, 3, H, W] -> logits [B, 3 planes, 3 classes, H, W] (a strided view).
@@ -156,21 +156,6 @@ class UResNet(nn.Module):
         x = self.net_core(x)
         x = self.final_layer(x)
         return batch_to_planes(self.bottleneck(x))
-
-
-def _initialise(model: nn.Module) -> None:
-    """Upstream's init: xavier-uniform convolutions with zero bias, unit BN.
-
-    ConvTranspose2d is not a Conv2d, so it keeps torch's default init as upstream.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import NEGATIVE_SLOPE, ConvSettings
+from .blocks import NEGATIVE_SLOPE, ConvSettings, initialise
 from .uresnet2d import CLASSES, PLANES, _choice, _inner_channels, count_parameters
 
 __all__ = ["UResNet3D", "Block3D", "ResidualBlock3D", "BlockSeries3D", "DeepestBlock3D", "UNetLevel3D", "count_parameters"]
@@ -174,7 +174,7 @@ class UResNet3D(nn.Module):
         self.net_core = build_core_3d(network, settings, network.network_depth, filters)
         self.final_layer = BlockSeries3D(settings, filters, network.blocks_final, _planar(3), network.residual)
         self.bottleneck = nn.Conv3d(filters, CLASSES, kernel_size=1, bias=network.bias)
-        _initialise(self)
+        initialise(self, nn.Conv3d, nn.BatchNorm3d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images [B, 3, H, W] -> logits [B, 3 planes, 3 classes, H, W] (a strided view).
@@ -185,18 +185,3 @@ class UResNet3D(nn.Module):
         x = self.net_core(x)
         x = self.final_layer(x)
         return self.bottleneck(x).transpose(1, 2)
-
-
-def _initialise(model: nn.Module) -> None:
-    """Xavier-uniform Conv3d weights with zero bias, unit BatchNorm3d.
-
-    ConvTranspose3d is not a Conv3d, so it keeps torch's default init, as in the 2D model.
-    """
-    for module in model.modules():
-        if isinstance(module, nn.Conv3d):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm3d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
