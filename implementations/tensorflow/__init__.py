@@ -1,0 +1,1 @@
+"""TensorFlow/Keras 3 twin of the torch CosmicTagger UResNet (same function, same weights)."""
