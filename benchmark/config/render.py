@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config import schema
 from benchmark.config.presets import DATA_PRESETS, NETWORK_PRESETS
+from benchmark.rules import BENCHMARKS
 
 _WIDTH = 30  # the original aligns every value at column 32 ("  key.....: value")
 
@@ -88,6 +89,7 @@ def help_text() -> str:
         "Groups (a preset sets several keys at once; later key=value settings win):",
         f"  network={'|'.join(NETWORK_PRESETS)}   mode={'|'.join(m.value for m in schema.ModeKind)}",
         f"  framework={'|'.join(f.value for f in schema.FrameworkKind)} (or --framework NAME)   data={'|'.join(DATA_PRESETS)}",
+        f"  benchmark={'|'.join(BENCHMARKS)}: follow a benchmark's rules (fixed settings, target, MLPerf log; see README)",
         "",
         "Keys (type, default, allowed values):",
     ]
