@@ -18,6 +18,7 @@ from benchmark.implementation import Implementation
 _IMPLEMENTATIONS = {
     ("torch", "2D"): "implementations.torch.implementation:TorchDense2D",
     ("torch", "3D"): "implementations.torch.implementation:TorchDense3D",
+    ("tensorflow", "2D"): "implementations.tensorflow.implementation:TensorFlowDense2D",
 }
 
 

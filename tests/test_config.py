@@ -167,7 +167,7 @@ def test_image_size_rule_of_the_original(tmp_path, capsys, depth, downsample):
 
 def test_unavailable_implementation_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["mode=train", "run.id=x", f"run.output_dir={out}", "--framework", "tensorflow", "data.synthetic=true"]) == 2
+    assert main(["mode=train", "run.id=x", f"run.output_dir={out}", "framework.name=tensorflow", "network.conv_mode=3D", "data.synthetic=true"]) == 2
     assert "has no implementation yet" in capsys.readouterr().err
     assert not out.exists()
 

@@ -159,3 +159,19 @@ def test_the_3d_network_trains_and_resumes_through_the_same_harness(tmp_path, ca
     assert run(tmp_path, "split3d", "run.iterations=2", *common)[0] == 0
     assert run(tmp_path, "split3d", "run.iterations=4", *common)[0] == 0
     assert losses(tmp_path / "split3d") == losses(tmp_path / "whole3d")
+
+
+def test_tensorflow_trains_resumes_and_infers_through_the_same_harness(tmp_path, capsys):
+    common = ["framework.name=tensorflow", "run.aux_iterations=2", "mode.checkpoint_iteration=2"]
+    assert run(tmp_path, "tf-whole", "run.iterations=4", *common)[0] == 0
+    assert "implementation: tensorflow-2D" in capsys.readouterr().out
+    assert run(tmp_path, "tf-split", "run.iterations=2", *common)[0] == 0
+    assert run(tmp_path, "tf-split", "run.iterations=4", *common)[0] == 0
+    assert losses(tmp_path / "tf-split") == losses(tmp_path / "tf-whole")
+    capsys.readouterr()
+    status, out = run(tmp_path, "tf-whole", "framework.name=tensorflow", "data.synthetic_events=4", mode="inference")
+    assert status == 0 and "-- INFERENCE REPORT -- 4 events" in capsys.readouterr().out
+    out = tmp_path / "tf-size"
+    assert main(["mode=summary", "run.id=s", f"run.output_dir={out}", "network=a21", "framework.name=tensorflow",
+                 "run.compute_mode=CPU"]) == 0
+    assert "trainable parameters: 8,510,547" in capsys.readouterr().out

@@ -1,0 +1,170 @@
+"""The TensorFlow implementation behind the harness interface: accumulation, optimizers, precision, state,
+and one training step equal to the torch implementation's from the same weights."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import torch
+from tiny import TINY_NETWORK, TINY_SHAPE
+
+from benchmark import config
+from benchmark.data.pipeline import load_batch
+from benchmark.data.synthetic import SyntheticSource
+from benchmark.errors import DataError
+from implementations.tensorflow.convert import keras_to_torch, torch_to_keras
+from implementations.tensorflow.implementation import TensorFlowDense2D
+
+SHAPE = TINY_SHAPE
+TINY = ["run.id=t", *TINY_NETWORK, "run.seed=3"]
+DIFFERENCES = {}
+
+
+def cfg(framework, *extra):
+    return config.load(TINY + [f"framework.name={framework}", *extra])
+
+
+def build(*extra):
+    return TensorFlowDense2D(cfg("tensorflow", *extra), SHAPE)
+
+
+def batch(entries):
+    return load_batch(SyntheticSource(16, seed=9), np.asarray(entries), downsample=5)
+
+
+def weights(impl):
+    return [v.numpy().copy() for v in impl.model.weights]
+
+
+@pytest.mark.parametrize("scheme", ["none", "light", "even", "focal"])
+def test_accumulation_equals_one_large_batch(scheme):
+    extra = ("network.batch_norm=false", f"mode.optimizer.loss_balance_scheme={scheme}")
+    whole, split = build(*extra), build(*extra)
+    for a, b in zip(weights(whole), weights(split)):
+        np.testing.assert_array_equal(a, b)  # same seed, same initial weights
+    whole.accumulate(batch([0, 1, 2, 3]), 1.0)
+    split.accumulate(batch([0, 1]), 0.5)
+    split.accumulate(batch([2, 3]), 0.5)
+    for a, b in zip(whole.accumulators, split.accumulators):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    whole.apply_update(1e-3)
+    split.apply_update(1e-3)
+    for a, b in zip(weights(whole), weights(split)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert all(not np.any(a.numpy()) for a in split.accumulators)  # cleared after the update
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_optimizers_reduce_the_loss_on_a_fixed_batch(optimizer):
+    impl = build(f"mode.optimizer.name={optimizer}")
+    fixed = batch([0, 1])
+    first = float(impl.fetch(impl.accumulate(fixed, 1.0).loss))
+    impl.apply_update(1e-2)
+    for _ in range(3):
+        impl.accumulate(fixed, 1.0)
+        impl.apply_update(1e-2)
+    assert float(impl.fetch(impl.evaluate(fixed).loss)) < first
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "mixed"])
+def test_precisions_train_with_float32_weights(precision):
+    impl = build(f"run.precision={precision}", "network.weight_decay=1e-4")
+    fixed = batch([0, 1])
+    before = weights(impl)
+    losses = []
+    for _ in range(3):
+        losses.append(float(impl.fetch(impl.accumulate(fixed, 1.0).loss)))
+        impl.apply_update(1e-2)
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert all(v.dtype == "float32" for v in impl.model.weights)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights(impl)))
+    result = impl.evaluate(fixed, with_predictions=True)
+    assert impl.fetch(result.predictions).dtype == np.uint8
+    assert impl.fetch(result.predictions).shape == (2, 3, *SHAPE)
+    assert impl.fetch(result.confusion).shape == (2, 3, 3, 3)
+    assert impl.fetch(result.confusion).sum() == 2 * 3 * SHAPE[0] * SHAPE[1]
+
+
+def test_dense_scatter_equals_batch_dense():
+    impl = build()
+    sample = batch([0, 1, 2])
+    image, label = impl._dense(sample)
+    want_image, want_label = sample.dense()
+    assert label.dtype == tf.uint8
+    np.testing.assert_array_equal(image.numpy(), want_image)
+    np.testing.assert_array_equal(label.numpy(), want_label)
+
+
+def test_save_load_round_trip(tmp_path):
+    path = str(tmp_path / f"model{TensorFlowDense2D.checkpoint_suffix(None)}")
+    impl = build()
+    fixed = batch([0, 1])
+    impl.accumulate(fixed, 1.0)
+    impl.apply_update(1e-3)
+    impl.accumulate(fixed, 0.5)  # a pending accumulation is part of the state
+    impl.save(path)
+    saved = {name: [v.numpy().copy() for v in group] for name, group in impl._state_groups().items()}
+    other = build("run.seed=4")
+    other.load(path)
+    for name, group in other._state_groups().items():
+        for a, b in zip(saved[name], group):
+            np.testing.assert_array_equal(a, b.numpy())
+    # the restored optimizer continues exactly as the original
+    impl.apply_update(1e-3)
+    other.apply_update(1e-3)
+    for a, b in zip(weights(impl), weights(other)):
+        np.testing.assert_array_equal(a, b)
+    fresh = build("run.seed=5")
+    fresh.load(path, weights_only=True)
+    for a, b in zip(saved["model"], weights(fresh)):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.optimizer.iterations.numpy()) == 0
+
+
+def test_missing_or_corrupt_checkpoint_is_a_data_error(tmp_path):
+    impl = build()
+    with pytest.raises(DataError, match="no such checkpoint"):
+        impl.load(str(tmp_path / "absent.tf.npz"))
+    corrupt = tmp_path / "corrupt.tf.npz"
+    impl.save(str(corrupt))
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    with pytest.raises(DataError, match="not a checkpoint"):
+        impl.load(str(corrupt))
+
+
+def test_description_and_cost_match_torch():
+    from implementations.torch.implementation import TorchDense2D
+
+    impl = build()
+    reference = TorchDense2D(cfg("torch"), SHAPE)
+    assert impl.parameter_count() == reference.parameter_count()
+    assert "initial_convolution.conv" in impl.layer_summary()
+    assert impl.describe()["framework"].startswith("TensorFlow")
+    cost, torch_cost = impl.cost(SHAPE), reference.cost(SHAPE)
+    np.testing.assert_allclose(cost.forward_flop, torch_cost.forward_flop, rtol=0.02)
+    assert cost.train_step_flop == 3 * cost.forward_flop and cost.activation_bytes > 0
+
+
+@pytest.mark.parametrize("batch_norm", ["true", "false"])
+def test_one_step_equals_torch(batch_norm):
+    """Same weights, same batch: the same loss and the same adam update as TorchDense2D."""
+    from implementations.torch.implementation import TorchDense2D
+
+    # With batch norm a conv bias has a zero gradient up to rounding noise, whose sign Adam's
+    # first step turns into a full +-lr update: those networks are compared without conv bias.
+    extra = (f"network.batch_norm={batch_norm}", f"network.bias={'false' if batch_norm == 'true' else 'true'}",
+             "network.weight_decay=1e-3")
+    reference = TorchDense2D(cfg("torch", *extra), SHAPE)
+    impl = TensorFlowDense2D(cfg("tensorflow", *extra), SHAPE)
+    torch_to_keras(reference.model.state_dict(), impl.model)
+    sample = batch([0, 1])
+    want = float(reference.accumulate(sample, 1.0).loss)
+    got = float(impl.fetch(impl.accumulate(sample, 1.0).loss))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    reference.apply_update(1e-3)
+    impl.apply_update(1e-3)
+    expected = reference.model.state_dict()
+    worst = 0.0
+    for key, value in keras_to_torch(impl.model).items():
+        a, b = value.numpy(), expected[key].numpy()
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=key)
+        worst = max(worst, float(np.max(np.abs(a - b))))
+    print(f"batch_norm={batch_norm}: loss {got} vs {want}, max |weight difference| {worst:.3g}")
