@@ -2,7 +2,7 @@
 and one training step equal to the torch implementation's from the same weights."""
 import numpy as np
 import pytest
-import tensorflow as tf
+from quiet_tensorflow import tf
 import torch
 from tiny import TINY_NETWORK, TINY_SHAPE
 

@@ -1,21 +1,10 @@
 """The TensorFlow loss and confusion equal the torch ones: values, gradients, XLA."""
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 import numpy as np
 import pytest
 import torch
-
-import tensorflow as tf  # a missing TensorFlow must fail, not skip
-try:  # must precede the first TF op; a no-op error if another test already started TF
-    tf.config.threading.set_intra_op_parallelism_threads(2)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-except RuntimeError:
-    pass
-tf.get_logger().setLevel("ERROR")
+from quiet_tensorflow import tf
 
 from benchmark.config.schema import LossBalanceScheme
 from implementations.tensorflow import confusion as tf_confusion

@@ -1,22 +1,10 @@
 """The Keras UResNet computes the same function as the torch one: parameter counts, logits, batch norm, weight conversion."""
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
 import numpy as np
 import pytest
 import torch
-
-import tensorflow as tf  # installed by scripts/setup.sh: a missing TensorFlow must fail, not skip
-try:  # must precede the first TF op; a no-op error if another test already started TF
-    tf.config.threading.set_intra_op_parallelism_threads(2)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-except RuntimeError:
-    pass
-tf.get_logger().setLevel("ERROR")
+from quiet_tensorflow import tf
 
 from benchmark.config.schema import Connection, Downsampling, GrowthRate, NetworkConfig, Upsampling
 from implementations.tensorflow.convert import keras_to_torch, torch_to_keras
