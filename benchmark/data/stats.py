@@ -140,7 +140,7 @@ def compare(summary_a: dict, summary_b: dict) -> List[Tuple[str, object, object,
 
 
 def _flatten(tree: dict, prefix: str = "") -> Dict[str, Optional[float]]:
-    """Dotted paths to the numeric leaves (and None placeholders) of a summary."""
+    """Dotted paths to the numeric leaves of a summary (None where a quantity had no data)."""
     flat = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"

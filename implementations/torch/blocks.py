@@ -115,3 +115,12 @@ def initialise(model: nn.Module, conv: type = nn.Conv2d, norm: type = nn.BatchNo
         elif isinstance(module, norm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
+
+
+def join_skip(kind: str, x: torch.Tensor, residual: torch.Tensor, concat_block: nn.Module) -> torch.Tensor:
+    """A level's skip connection: concat (then `concat_block`, 2C -> C), sum, or none."""
+    if kind == "concat":
+        return concat_block(torch.cat([x, residual], dim=1))
+    if kind == "sum":
+        return x + residual
+    return x

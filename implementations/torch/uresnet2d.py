@@ -14,7 +14,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .blocks import Block, BlockSeries, ConvSettings, PlaneBatchNorm2d, initialise
+from .blocks import Block, BlockSeries, ConvSettings, PlaneBatchNorm2d, initialise, join_skip
 
 PLANES = 3
 CLASSES = 3  # background, cosmic, neutrino
@@ -90,11 +90,7 @@ class UNetLevel(nn.Module):
         return self.up_blocks(x)
 
     def _connect(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        if self.connection_kind == "concat":
-            return self.connection(torch.cat([x, residual], dim=1))
-        if self.connection_kind == "sum":
-            return x + residual
-        return x
+        return join_skip(self.connection_kind, x, residual, getattr(self, "connection", None))
 
 
 def _inner_channels(network: Any, channels: int) -> int:

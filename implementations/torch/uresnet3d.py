@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import NEGATIVE_SLOPE, ConvSettings, initialise
+from .blocks import NEGATIVE_SLOPE, ConvSettings, initialise, join_skip
 from .uresnet2d import CLASSES, PLANES, _choice, _inner_channels, count_parameters
 
 __all__ = ["UResNet3D", "Block3D", "ResidualBlock3D", "BlockSeries3D", "DeepestBlock3D", "UNetLevel3D", "count_parameters"]
@@ -132,11 +132,7 @@ class UNetLevel3D(nn.Module):
         return self._connect(x, residual)
 
     def _connect(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        if self.connection_kind == "concat":
-            return self.connection(torch.cat([x, residual], dim=1))
-        if self.connection_kind == "sum":
-            return x + residual
-        return x
+        return join_skip(self.connection_kind, x, residual, getattr(self, "connection", None))
 
 
 def _downsample(network: Any, settings: ConvSettings, channels: int, inner: int) -> nn.Module:
