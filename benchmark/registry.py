@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Tuple, Type
+from typing import Optional, Tuple, Type
 
 from omegaconf import DictConfig
 
@@ -19,7 +19,22 @@ _IMPLEMENTATIONS = {
     ("torch", "2D"): "implementations.torch.implementation:TorchDense2D",
     ("torch", "3D"): "implementations.torch.implementation:TorchDense3D",
     ("tensorflow", "2D"): "implementations.tensorflow.implementation:TensorFlowDense2D",
+    ("tensorflow", "3D"): "implementations.tensorflow.implementation:TensorFlowDense3D",
 }
+
+# What each framework's `Implementation.checkpoint_suffix` returns (tested), so a file names its framework.
+CHECKPOINT_SUFFIXES = {"torch": ".pt", "tensorflow": ".tf.npz"}
+
+
+def framework_of_checkpoint(path: str, default: Optional[str] = None) -> str:
+    """The framework whose checkpoint `path` is, by its suffix; `default` (or an error) for another suffix."""
+    for framework, suffix in CHECKPOINT_SUFFIXES.items():
+        if path.endswith(suffix):
+            return framework
+    if default is not None:
+        return default
+    known = ", ".join(f"{suffix} ({framework})" for framework, suffix in CHECKPOINT_SUFFIXES.items())
+    raise ConfigError(f"{path}: not a checkpoint name this benchmark knows (the suffix must be one of {known})")
 
 
 def key_of(cfg: DictConfig) -> Tuple[str, str]:

@@ -14,15 +14,18 @@ from benchmark.rules import MINI
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def real_log(tmp_path_factory):
+def train_log(out, *extra):
     """The MLPerf log of a tiny training run with full validations."""
-    out = tmp_path_factory.mktemp("mlperf") / "run"
     status = main(["mode=train", "run.id=m", f"run.output_dir={out}", *TINY_NETWORK, "data.synthetic=true",
                    "data.synthetic_events=8", "run.minibatch_size=2", "run.iterations=4", "run.aux_iterations=2",
-                   "run.aux_minibatch_size=4", "run.validation=full", "run.seed=3", "data.seed=4"])
+                   "run.aux_minibatch_size=4", "run.validation=full", "run.seed=3", "data.seed=4", *extra])
     assert status == 0
     return out / "mlperf.log"
+
+
+@pytest.fixture(scope="module")
+def real_log(tmp_path_factory):
+    return train_log(tmp_path_factory.mktemp("mlperf") / "run")
 
 
 def events(path):
@@ -65,6 +68,13 @@ def test_the_harness_log_is_compliant(real_log):
                 "tracked_stats", "run_stop"):
         assert key in keys, key
     result = check(str(real_log))
+    assert result.passed, result.output
+
+
+def test_a_tensorflow_log_is_compliant(tmp_path):
+    log = train_log(tmp_path / "tf", "framework.name=tensorflow", "network.conv_mode=3D")
+    assert [e["value"] for e in events(log) if e["key"] == "implementation"] == ["tensorflow-3D"]
+    result = check(str(log))
     assert result.passed, result.output
 
 

@@ -165,10 +165,26 @@ def test_image_size_rule_of_the_original(tmp_path, capsys, depth, downsample):
     assert not out.exists()
 
 
-def test_unavailable_implementation_is_refused(tmp_path, capsys):
+def test_every_framework_and_convolution_mode_has_an_implementation():
+    from benchmark import registry
+
+    for framework in ("torch", "tensorflow"):
+        for mode in ("2D", "3D"):
+            registry.check_available(config.load(["run.id=x", f"framework.name={framework}", f"network.conv_mode={mode}"]))
+
+
+def test_unavailable_implementation_is_refused(monkeypatch):
+    from benchmark import registry
+
+    monkeypatch.delitem(registry._IMPLEMENTATIONS, ("tensorflow", "3D"))
+    with pytest.raises(ConfigError, match="tensorflow with network.conv_mode=3D has no implementation yet"):
+        registry.check_available(config.load(["run.id=x", "framework.name=tensorflow", "network.conv_mode=3D"]))
+
+
+def test_xla_is_refused_for_torch(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["mode=train", "run.id=x", f"run.output_dir={out}", "framework.name=tensorflow", "network.conv_mode=3D", "data.synthetic=true"]) == 2
-    assert "has no implementation yet" in capsys.readouterr().err
+    assert main(["mode=train", "run.id=x", f"run.output_dir={out}", "framework.xla=true", "data.synthetic=true"]) == 2
+    assert "framework.xla=true applies to framework.name=tensorflow only" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -148,7 +148,7 @@ def test_epoch_sampler_in_order_and_errors():
     sampler = EpochSampler(n_events=7, batch_size=3, seed=0, shuffle=False)
     np.testing.assert_array_equal(sampler.batch(1), [3, 4, 5])
     np.testing.assert_array_equal(sampler.batch(2), [0, 1, 2])  # the 7th entry is dropped
-    with pytest.raises(ValueError, match="fewer than one global batch"):
+    with pytest.raises(DataError, match="fewer than one global batch"):
         EpochSampler(n_events=5, batch_size=8, seed=0)
     with pytest.raises(ValueError, match="multiple of the number of ranks"):
         EpochSampler(n_events=50, batch_size=9, seed=0, rank=0, world_size=2)

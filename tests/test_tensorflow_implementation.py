@@ -1,5 +1,5 @@
-"""The TensorFlow implementation behind the harness interface: accumulation, optimizers, precision, state,
-and one training step equal to the torch implementation's from the same weights."""
+"""The TensorFlow implementations (2D, 3D) behind the harness interface: accumulation, optimizers, precision,
+state, and one training step equal to the torch implementation's from the same weights."""
 import numpy as np
 import pytest
 from quiet_tensorflow import tf
@@ -10,8 +10,9 @@ from benchmark import config
 from benchmark.data.pipeline import load_batch
 from benchmark.data.synthetic import SyntheticSource
 from benchmark.errors import DataError
-from implementations.tensorflow.convert import keras_to_torch, torch_to_keras
-from implementations.tensorflow.implementation import TensorFlowDense2D
+from implementations.tensorflow.convert import keras_to_torch, to_torch_axes, torch_pairs, torch_to_keras
+from implementations.tensorflow.implementation import TensorFlowDense2D, TensorFlowDense3D
+from implementations.torch.implementation import TorchDense2D, TorchDense3D
 
 SHAPE = TINY_SHAPE
 TINY = ["run.id=t", *TINY_NETWORK, "run.seed=3"]
@@ -22,8 +23,8 @@ def cfg(framework, *extra):
     return config.load(TINY + [f"framework.name={framework}", *extra])
 
 
-def build(*extra):
-    return TensorFlowDense2D(cfg("tensorflow", *extra), SHAPE)
+def build(*extra, mode="2D"):
+    return {"2D": TensorFlowDense2D, "3D": TensorFlowDense3D}[mode](cfg("tensorflow", *extra), SHAPE)
 
 
 def batch(entries):
@@ -34,10 +35,29 @@ def weights(impl):
     return [v.numpy().copy() for v in impl.model.weights]
 
 
-@pytest.mark.parametrize("scheme", ["none", "light", "even", "focal"])
-def test_accumulation_equals_one_large_batch(scheme):
+def accumulated_gradients(impl):
+    """The TensorFlow implementation's accumulated gradients by torch parameter name, in torch's layout."""
+    index = {id(variable): i for i, variable in enumerate(impl.trainable)}
+    gradients = {}
+    for key, variable, is_kernel in torch_pairs(impl.model):
+        if id(variable) in index:
+            value = impl.accumulators[index[id(variable)]].numpy()
+            gradients[key] = value.transpose(to_torch_axes(value.ndim)) if is_kernel else value
+    return gradients
+
+
+def assert_close_gradients(actual, expected, tolerance=1e-3):
+    """Every parameter's gradient within `tolerance` of that parameter's largest gradient."""
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        scale = float(np.abs(expected[key]).max())
+        np.testing.assert_allclose(actual[key], expected[key], rtol=0, atol=tolerance * scale, err_msg=key)
+
+
+@pytest.mark.parametrize("scheme,mode", [("none", "2D"), ("light", "2D"), ("even", "2D"), ("focal", "2D"), ("light", "3D")])
+def test_accumulation_equals_one_large_batch(scheme, mode):
     extra = ("network.batch_norm=false", f"mode.optimizer.loss_balance_scheme={scheme}")
-    whole, split = build(*extra), build(*extra)
+    whole, split = build(*extra, mode=mode), build(*extra, mode=mode)
     for a, b in zip(weights(whole), weights(split)):
         np.testing.assert_array_equal(a, b)  # same seed, same initial weights
     whole.accumulate(batch([0, 1, 2, 3]), 1.0)
@@ -130,11 +150,10 @@ def test_missing_or_corrupt_checkpoint_is_a_data_error(tmp_path):
         impl.load(str(corrupt))
 
 
-def test_description_and_cost_match_torch():
-    from implementations.torch.implementation import TorchDense2D
-
-    impl = build()
-    reference = TorchDense2D(cfg("torch"), SHAPE)
+@pytest.mark.parametrize("mode", ["2D", "3D"])
+def test_description_and_cost_match_torch(mode):
+    impl = build(f"network.conv_mode={mode}", mode=mode)
+    reference = {"2D": TorchDense2D, "3D": TorchDense3D}[mode](cfg("torch", f"network.conv_mode={mode}"), SHAPE)
     assert impl.parameter_count() == reference.parameter_count()
     assert "initial_convolution.conv" in impl.layer_summary()
     assert impl.describe()["framework"].startswith("TensorFlow")
@@ -143,22 +162,25 @@ def test_description_and_cost_match_torch():
     assert cost.train_step_flop == 3 * cost.forward_flop and cost.activation_bytes > 0
 
 
+@pytest.mark.parametrize("mode", ["2D", "3D"])
 @pytest.mark.parametrize("batch_norm", ["true", "false"])
-def test_one_step_equals_torch(batch_norm):
-    """Same weights, same batch: the same loss and the same adam update as TorchDense2D."""
-    from implementations.torch.implementation import TorchDense2D
-
+def test_one_step_equals_torch(batch_norm, mode):
+    """Same weights, same batch: the same loss and the same adam update as torch's implementation."""
     # With batch norm a conv bias has a zero gradient up to rounding noise, whose sign Adam's
     # first step turns into a full +-lr update: those networks are compared without conv bias.
+    # Convolutional upsampling: the L2 term must leave transposed kernels out in both frameworks.
     extra = (f"network.batch_norm={batch_norm}", f"network.bias={'false' if batch_norm == 'true' else 'true'}",
-             "network.weight_decay=1e-3")
-    reference = TorchDense2D(cfg("torch", *extra), SHAPE)
-    impl = TensorFlowDense2D(cfg("tensorflow", *extra), SHAPE)
+             "network.weight_decay=1e-3", f"network.conv_mode={mode}", "network.upsampling=convolutional")
+    reference = {"2D": TorchDense2D, "3D": TorchDense3D}[mode](cfg("torch", *extra), SHAPE)
+    impl = build(*extra, mode=mode)
     torch_to_keras(reference.model.state_dict(), impl.model)
     sample = batch([0, 1])
     want = float(reference.accumulate(sample, 1.0).loss)
     got = float(impl.fetch(impl.accumulate(sample, 1.0).loss))
     np.testing.assert_allclose(got, want, rtol=1e-5)
+    # Adam's first update is about lr x sign(gradient): the gradients themselves are compared first.
+    assert_close_gradients(accumulated_gradients(impl),
+                           {name: p.grad.numpy() for name, p in reference.model.named_parameters()})
     reference.apply_update(1e-3)
     impl.apply_update(1e-3)
     expected = reference.model.state_dict()
@@ -167,4 +189,55 @@ def test_one_step_equals_torch(batch_norm):
         a, b = value.numpy(), expected[key].numpy()
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=key)
         worst = max(worst, float(np.max(np.abs(a - b))))
-    print(f"batch_norm={batch_norm}: loss {got} vs {want}, max |weight difference| {worst:.3g}")
+    print(f"{mode} batch_norm={batch_norm}: loss {got} vs {want}, max |weight difference| {worst:.3g}")
+
+
+def test_xla_compiles_the_steps_and_computes_torchs_step():
+    """framework.xla=true compiles the steps; from torch's weights they give torch's loss and gradients."""
+    # No conv bias: under batch norm its gradient is rounding noise (see test_one_step_equals_torch).
+    extra = ("network.bias=false", "network.weight_decay=1e-3")
+    reference = TorchDense2D(cfg("torch", *extra), SHAPE)
+    plain, compiled = build(*extra), build(*extra, "framework.xla=true")
+    assert compiled._train_step._jit_compile and not plain._train_step._jit_compile
+    torch_to_keras(reference.model.state_dict(), compiled.model)
+    sample = batch([0, 1])
+    want = float(reference.accumulate(sample, 1.0).loss)
+    np.testing.assert_allclose(float(compiled.fetch(compiled.accumulate(sample, 1.0).loss)), want, rtol=1e-5)
+    assert_close_gradients(accumulated_gradients(compiled),
+                           {name: p.grad.numpy() for name, p in reference.model.named_parameters()})
+
+
+ENVIRONMENT_PROBE = """
+import os, sys
+sys.path.insert(0, {root!r})
+seen = {{}}
+
+class Probe:  # records the environment at the moment tensorflow is first imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" and not seen:
+            seen["marker"] = os.environ.get("BENCHMARK_TEST_MARKER")
+        return None
+
+sys.meta_path.insert(0, Probe())
+from benchmark.cli import main
+status = main(["mode=summary", "run.id=env", "run.output_dir={out}", "framework.name=tensorflow", "run.compute_mode=CPU",
+               "network=a21", "framework.environment_variables.BENCHMARK_TEST_MARKER=set-before-import",
+               "framework.intra_op_parallelism_threads=1", "framework.inter_op_parallelism_threads=1"])
+import tensorflow as tf
+print("probe", status, seen.get("marker"), tf.config.threading.get_intra_op_parallelism_threads(),
+      tf.config.threading.get_inter_op_parallelism_threads())
+"""
+
+
+def test_environment_is_exported_before_import_and_threads_are_honoured(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ENVIRONMENT_PROBE.format(root=root, out=str(tmp_path / "run"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("BENCHMARK_TEST_MARKER", None)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    probe = [line for line in done.stdout.splitlines() if line.startswith("probe ")]
+    assert probe == ["probe 0 set-before-import 1 1"], done.stdout[-2000:] + done.stderr[-2000:]

@@ -1,4 +1,5 @@
-"""The Keras UResNet computes the same function as the torch one: parameter counts, logits, batch norm, weight conversion."""
+"""The Keras UResNets (2D and 3D) compute the same functions as the torch ones: parameter counts, logits,
+batch norm, weight conversion."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,21 +7,22 @@ import pytest
 import torch
 from quiet_tensorflow import tf
 
-from benchmark.config.schema import Connection, Downsampling, GrowthRate, NetworkConfig, Upsampling
+from benchmark import config
+from benchmark.config.presets import NETWORK_PRESETS
+from benchmark.config.schema import Connection, ConvMode, Downsampling, GrowthRate, NetworkConfig, Upsampling
 from implementations.tensorflow.convert import keras_to_torch, torch_to_keras
 from implementations.tensorflow.uresnet2d import build_uresnet, count_parameters
+from implementations.tensorflow.uresnet3d import build_uresnet3d
 from implementations.torch.uresnet2d import UResNet
+from implementations.torch.uresnet3d import UResNet3D
 
 from tiny import images, network, tiny
 
 TOLERANCE = 1e-4
 
-PRESETS = {
-    "uresnet": (dict(), 18_382_131),
-    "a21": (dict(n_initial_filters=8, residual=False, blocks_final=0, connections=Connection.sum), 8_510_547),
-    "polaris": (dict(blocks_deepest_layer=2, blocks_final=2, network_depth=7, bottleneck_deepest=96,
-                     residual=False, connections=Connection.sum), 1_926_403),
-}
+# Every preset's trainable parameters, as PyTorch counts them (tests/test_uresnet2d.py and test_uresnet3d.py check PyTorch's).
+PRESET_PARAMETERS = {"uresnet": 18_382_131, "a21": 8_510_547, "polaris": 1_926_403, "scc21": 18_367_891,
+                     "uresnet3d": 18_381_459}
 
 # Each option off its default at least once, some together.
 VARIANTS = {
@@ -41,13 +43,24 @@ def relative_difference(actual, expected) -> float:
     return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
-def torch_model(config: NetworkConfig, per_plane: bool = True) -> UResNet:
+# The 3D network's options: block_concat does not apply to it.
+VARIANTS_3D = {
+    "default": dict(),
+    "sum_plain": dict(connections=Connection.sum, residual=False),
+    "none_conv_samplers": dict(connections=Connection.none, downsampling=Downsampling.convolutional,
+                               upsampling=Upsampling.convolutional),
+    "concat_convT_multiplicative": dict(upsampling=Upsampling.convolutional, growth_rate=GrowthRate.multiplicative),
+    "no_batch_norm_no_bias": dict(batch_norm=False, bias=False, downsampling=Downsampling.convolutional),
+}
+
+
+def torch_model(config: NetworkConfig, per_plane: bool = True, model_class=UResNet) -> torch.nn.Module:
     """A seeded torch model with random batch norm parameters and running statistics, so that they matter."""
     torch.manual_seed(0)
-    model = UResNet(config, per_plane_batch_norm=per_plane)
+    model = UResNet(config, per_plane_batch_norm=per_plane) if model_class is UResNet else model_class(config)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.5, 0.5)
                 module.running_mean.uniform_(-0.5, 0.5)
@@ -63,10 +76,19 @@ def twins(per_plane: bool = True, **options):
     return reference, model
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_parameter_count_matches_torch(preset):
-    options, expected = PRESETS[preset]
-    assert count_parameters(build_uresnet(network(**options))) == expected
+def twins_3d(**options):
+    config = tiny(**options)
+    reference = torch_model(config, model_class=UResNet3D)
+    model = build_uresnet3d(config)
+    torch_to_keras(reference.state_dict(), model)
+    return reference, model
+
+
+@pytest.mark.parametrize("preset", NETWORK_PRESETS)
+def test_parameter_count_matches_torch_for_every_preset(preset):
+    cfg = config.load(["run.id=x", f"network={preset}"])
+    build = build_uresnet3d if cfg.network.conv_mode == ConvMode.conv_3D else build_uresnet
+    assert count_parameters(build(cfg.network)) == PRESET_PARAMETERS[preset]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -112,3 +134,36 @@ def test_keras_to_torch_round_trips():
         assert torch.equal(state[key], value), key
     restored = UResNet(tiny(upsampling=Upsampling.convolutional))
     restored.load_state_dict(state)  # strict: every parameter and buffer present
+
+
+def test_3d_only_the_deepest_block_mixes_planes():
+    model = build_uresnet3d(network())
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.Conv3D) and layer.kernel_size[0] != 1:
+            assert layer.name.rsplit(".", 2)[-2] in ("merger", "splitter"), layer.name
+            assert layer.kernel_size == (3, 1, 1) and layer.padding == "same"
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("variant", VARIANTS_3D)
+def test_3d_logits_and_running_statistics_match_torch(variant, training):
+    reference, model = twins_3d(**VARIANTS_3D[variant])
+    with torch.no_grad():
+        expected = reference.train(training)(images()).numpy()
+    actual = model(images().numpy(), training=training)
+    assert actual.shape == expected.shape == (2, 3, 3, 16, 32)
+    assert relative_difference(actual, expected) < TOLERANCE
+    updated = keras_to_torch(model)
+    for key, value in reference.state_dict().items():
+        if "running" in key:
+            assert relative_difference(updated[key], value) < TOLERANCE, key
+
+
+def test_3d_keras_to_torch_round_trips():
+    reference, model = twins_3d(upsampling=Upsampling.convolutional, downsampling=Downsampling.convolutional)
+    state = keras_to_torch(model)
+    expected = {key: value for key, value in reference.state_dict().items() if not key.endswith("num_batches_tracked")}
+    assert state.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(state[key], value), key
+    UResNet3D(tiny(upsampling=Upsampling.convolutional, downsampling=Downsampling.convolutional)).load_state_dict(state)

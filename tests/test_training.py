@@ -150,6 +150,26 @@ def test_profile_writes_a_flame_graph_and_a_framework_trace(tmp_path, capsys):
     assert (out / "profile" / "flamegraph.svg").read_text().lstrip().startswith("<?xml")
     assert (out / "profile" / "torch_trace.json").stat().st_size > 0
     assert "aten::" in (out / "profile" / "torch_operators.txt").read_text()
+    assert "torch_operators.txt, torch_trace.json by torch-2D's profiler" in capsys.readouterr().out
+
+
+def test_tensorflow_3d_trains_under_xla_with_its_profiler(tmp_path, capsys):
+    status, out = run(tmp_path, "tf3d", "framework.name=tensorflow", "network.conv_mode=3D", "framework.xla=true",
+                      "run.iterations=5", "run.aux_iterations=0", "run.profile=true")
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "implementation: tensorflow-3D" in text and "by tensorflow-3D's profiler" in text
+    assert (out / "profile" / "flamegraph.svg").read_text().lstrip().startswith("<?xml")
+    traces = list((out / "profile" / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
+    assert all(loss != "nan" for _, loss in losses(out))
+
+
+def test_bad_batch_size_is_one_line(tmp_path, capsys):
+    status, _ = run(tmp_path, "big", "data.synthetic_events=4", "run.minibatch_size=8")
+    assert status == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "4 events are fewer than one global batch of 8" in err
 
 
 def test_the_3d_network_trains_and_resumes_through_the_same_harness(tmp_path, capsys):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.errors import DataError
+
 
 def _check_ranks(batch_size: int, rank: int, world_size: int) -> None:
     if world_size < 1 or not 0 <= rank < world_size:
@@ -35,9 +37,8 @@ class EpochSampler:
                  world_size: int = 1, shuffle: bool = True):
         _check_ranks(batch_size, rank, world_size)
         if n_events < batch_size:
-            raise ValueError(
-                f"{n_events} events are fewer than one global batch of {batch_size}"
-            )
+            raise DataError(f"{n_events} events are fewer than one global batch of {batch_size}: "
+                            "use a smaller minibatch size or more events")
         self.n_events = n_events
         self.batch_size = batch_size
         self.seed = seed

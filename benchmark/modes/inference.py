@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from benchmark import metrics
 from benchmark.checkpoints import CheckpointStore
+from benchmark.convert import weights_for
 from benchmark.datasets import open_loader
 from benchmark.data.predictions import PREDICTION_PRODUCER, PredictionWriter
 from benchmark.data.sampler import SequentialSampler
@@ -40,6 +41,7 @@ def run(cfg: DictConfig) -> int:
     session.print_config()
     session.save_config()
     impl = session.implementation()
+    weights = weights_for(cfg, weights, session.directory.checkpoints)
     impl.load(weights, weights_only=True)
     print(f"weights: {weights}", flush=True)
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from benchmark import metrics
 from benchmark.checkpoints import CheckpointRecord, CheckpointStore
 from benchmark.config.schema import Validation
+from benchmark.convert import weights_for
 from benchmark.data.sampler import EpochSampler, SequentialSampler
 from benchmark.datasets import open_loader, verify_benchmark_dataset
 from benchmark.implementation import Implementation, StepResult
@@ -276,8 +277,9 @@ def run(cfg: DictConfig) -> int:
         print(f"time to train: {(time.time() - run_begin) / 60:.2f} minutes, status {status}", flush=True)
     print(f"MLPerf log: {mlog.path}", flush=True)
     if flame is not None:
-        print(f"profile: {trainer.profile_dir}/ (flamegraph.svg by py-spy; torch_trace.json and torch_operators.txt "
-              f"by the framework profiler)", flush=True)
+        traces = sorted(name for name in os.listdir(trainer.profile_dir) if not name.startswith("flamegraph.svg"))
+        print(f"profile: {trainer.profile_dir}/ (flamegraph.svg by py-spy; {', '.join(traces) or 'nothing'} "
+              f"by {impl.name}'s profiler)", flush=True)
     return 0
 
 
@@ -289,8 +291,9 @@ def _restore(cfg: DictConfig, impl: Implementation, store: CheckpointStore, reco
         first = record.step
         print(f"resuming from {store.latest_path()} after step {first}", flush=True)
     elif cfg.mode.weights_location:
-        impl.load(cfg.mode.weights_location, weights_only=True)
-        print(f"starting from the weights in {cfg.mode.weights_location}", flush=True)
+        weights = weights_for(cfg, cfg.mode.weights_location, store.directory)
+        impl.load(weights, weights_only=True)
+        print(f"starting from the weights in {weights}", flush=True)
     if first >= cfg.run.iterations and not cfg.run.benchmark:
         print(f"run {cfg.run.id} has already completed {first} steps (run.iterations={cfg.run.iterations}); nothing to do")
         return None

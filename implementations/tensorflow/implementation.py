@@ -1,11 +1,12 @@
-"""The TensorFlow 2D implementation: the Keras twin of the torch UResNet behind the harness interface.
+"""The TensorFlow implementations: the Keras twins of the torch UResNets (2D, 3D) behind the harness interface.
 
-It mirrors `implementations.torch.implementation.TorchDense2D`: the same
+They mirror `implementations.torch.implementation.TorchDense2D`/`3D`: the same
 optimizers with torch's update rules (written out here, since Keras' Adam
 and RMSprop place epsilon differently), the L2 term over conv kernels added
 to the loss, gradient accumulation in non-trainable variables, float32
 weights in every precision, and voxels scattered into dense tensors on the
-device.
+device. `framework.xla` compiles the training and evaluation steps with
+XLA (`jit_compile`); the optimizer update stays outside, as it is cheap.
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from benchmark.errors import BenchmarkError, DataError
 from benchmark.implementation import Implementation, ModelCost, StepResult
 
 from .confusion import confusion, predictions
+from .convert import keras_to_arrays, torch_to_keras
 from .loss import SegmentationLoss
-from .uresnet2d import (ChannelsToPlanes, PlanesToChannels, build_uresnet, count_parameters)
+from .uresnet2d import build_uresnet, count_parameters
 
 _FORMAT_VERSION = 1
 
@@ -109,7 +111,7 @@ _POLICIES = {Precision.float32: "float32", Precision.tf32: "float32",
 class TensorFlowDense2D(Implementation):
     name = "tensorflow-2D"
 
-    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], jit_compile: bool = False):
+    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int]):
         self.cfg = cfg
         self.image_shape = tuple(image_shape)
         self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads)
@@ -131,10 +133,11 @@ class TensorFlowDense2D(Implementation):
             self.accumulators = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"accumulated_{i}")
                                  for i, v in enumerate(self.trainable)]
         self.loss_fn = SegmentationLoss(cfg.mode.optimizer.loss_balance_scheme)
-        # Conv kernels only: the L2 term is defined the same way in every framework.
+        # Conv kernels only (not transposed ones): the L2 term is defined the same way in every framework.
         self._decayed = [layer.kernel for layer in self.model.layers
-                         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+                         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv3D))]
         self.weight_decay = float(cfg.network.weight_decay)
+        jit_compile = bool(cfg.framework.xla)
         self._train_step = tf.function(self._train_step_fn, jit_compile=jit_compile, reduce_retracing=True)
         self._eval_step = tf.function(self._eval_step_fn, jit_compile=jit_compile, reduce_retracing=True)
         self._apply = tf.function(self._apply_fn, jit_compile=False)
@@ -143,9 +146,12 @@ class TensorFlowDense2D(Implementation):
         policy = keras.config.dtype_policy()
         keras.config.set_dtype_policy(_POLICIES[self.precision])
         try:
-            return build_uresnet(self.cfg.network)
+            return self._network()
         finally:
             keras.config.set_dtype_policy(policy)
+
+    def _network(self) -> keras.Model:
+        return build_uresnet(self.cfg.network)
 
     def _optimizer(self) -> keras.optimizers.Optimizer:
         # The harness sets the learning rate before every update.
@@ -163,24 +169,16 @@ class TensorFlowDense2D(Implementation):
     def parameter_count(self) -> int:
         return count_parameters(self.model)
 
-    def _shapes(self, image_shape: Tuple[int, int]):
-        """(layer, input shapes per image, output shape per image, folded) of every layer, symbolically."""
+    def _shapes(self, image_shape: Tuple[int, int]) -> List[Tuple[keras.layers.Layer, Tuple[int, ...]]]:
+        """(layer, output shape for one event) of every layer, computed symbolically."""
         probe_layers = [layer for layer in self.model.layers if not isinstance(layer, keras.layers.InputLayer)]
         probe = keras.Model(self.model.inputs, [layer.output for layer in probe_layers])
         specs = probe.compute_output_spec(keras.KerasTensor((1, N_PLANES, *image_shape)))
-        rows = []
-        folded = True
-        for layer, spec in zip(probe_layers, specs):
-            if isinstance(layer, PlanesToChannels):
-                folded = False
-            elif isinstance(layer, ChannelsToPlanes):
-                folded = True
-            rows.append((layer, tuple(spec.shape), folded))
-        return rows
+        return [(layer, tuple(spec.shape)) for layer, spec in zip(probe_layers, specs)]
 
     def layer_summary(self) -> str:
         lines = [f"{'layer':<60} {'type':<18} {'output (per image)':<24} {'parameters':>10}"]
-        for layer, shape, _ in self._shapes(self.image_shape):
+        for layer, shape in self._shapes(self.image_shape):
             params = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
             lines.append(f"{layer.name:<60} {type(layer).__name__:<18} {str(list(shape)):<24} {params:>10}")
         lines.append(f"total trainable parameters: {self.parameter_count()}")
@@ -189,25 +187,25 @@ class TensorFlowDense2D(Implementation):
     def cost(self, image_shape: Tuple[int, int]) -> ModelCost:
         """FLOP and activation bytes per image, counted analytically at `image_shape`.
 
-        Forward FLOP: 2*k*k*Cin*Cout per output pixel of every Conv2D (per
-        input pixel of every Conv2DTranspose) over the shapes the layer sees
-        for one event (3 folded planes; the plane-mixing deepest block sees
-        the event once); other layers (norms, activations, adds) are not
-        counted. Training = 3 x forward. Activation bytes approximate the
+        Forward FLOP: 2 x kernel volume x Cin x Cout per output pixel of every
+        convolution (per input pixel of every transposed one) over the shapes
+        the layer sees for one event (2D: 3 folded planes, the plane-mixing
+        deepest block sees the event once; 3D: the plane axis is part of the
+        shape); other layers (norms, activations, adds) are not counted. Training = 3 x forward. Activation bytes approximate the
         tensors kept for backward as the sum of every layer's output size in
         float32, whatever the precision.
         """
         forward = 0.0
         activations = 0.0
-        for layer, shape, _ in self._shapes(tuple(image_shape)):
-            elements = float(np.prod(shape))  # one event: the leading axis is 3 (folded) or 1 (mixed)
+        for layer, shape in self._shapes(tuple(image_shape)):
+            elements = float(np.prod(shape))
             activations += 4.0 * elements
-            if isinstance(layer, keras.layers.Conv2DTranspose):
+            if isinstance(layer, (keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)):
                 k = int(np.prod(layer.kernel_size))
                 cin = layer.kernel.shape[-1]
-                inputs = elements / (layer.strides[0] * layer.strides[1]) / layer.filters * cin
+                inputs = elements / int(np.prod(layer.strides)) / layer.filters * cin
                 forward += 2.0 * k * layer.filters * inputs
-            elif isinstance(layer, keras.layers.Conv2D):
+            elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv3D)):
                 k = int(np.prod(layer.kernel_size))
                 cin = layer.kernel.shape[-2]
                 forward += 2.0 * k * cin * elements
@@ -282,7 +280,7 @@ class TensorFlowDense2D(Implementation):
 
     @contextlib.contextmanager
     def profile_steps(self, directory: str):
-        """tf.profiler over the steps inside (TensorBoard trace in `directory`)."""
+        """tf.profiler over the steps inside: a TensorBoard trace in `directory`/plugins/profile/<time>/*.xplane.pb."""
         tf.profiler.experimental.start(directory)
         try:
             yield
@@ -335,5 +333,25 @@ class TensorFlowDense2D(Implementation):
         if rng is not None:
             tf.random.get_global_generator().reset(rng)
 
+    def export_weights(self) -> Dict[str, np.ndarray]:
+        return keras_to_arrays(self.model)
+
+    def import_weights(self, weights: Dict[str, np.ndarray]) -> None:
+        try:
+            torch_to_keras(weights, self.model)
+        except (KeyError, ValueError) as exc:
+            raise DataError(f"the weights do not fit {self.name} with this network configuration ({str(exc)[:300]})") from exc
+
     def checkpoint_suffix(self) -> str:
         return ".tf.npz"
+
+
+class TensorFlowDense3D(TensorFlowDense2D):
+    """The 3D variant: planes as a depth axis of 3, mixed only in the deepest block."""
+
+    name = "tensorflow-3D"
+
+    def _network(self) -> keras.Model:
+        from .uresnet3d import build_uresnet3d
+
+        return build_uresnet3d(self.cfg.network)

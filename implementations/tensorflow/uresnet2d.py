@@ -8,67 +8,13 @@ so that `convert.py` maps weights by name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from dataclasses import replace
+from typing import Any
 
 import keras
 from keras import layers, ops
 
-PLANES = 3
-CLASSES = 3  # background, cosmic, neutrino
-NEGATIVE_SLOPE = 0.01  # torch's leaky ReLU default
-TORCH_MOMENTUM = 0.1  # weight of the batch statistic in torch's running-stat update
-TORCH_EPSILON = 1e-5
-
-
-def _choice(option: Any) -> str:
-    """The string of a schema enum option (a plain string passes through)."""
-    return getattr(option, "value", option)
-
-
-class TorchBatchNorm(layers.Layer):
-    """BatchNorm2d with torch's semantics on a plane-folded, channels-last batch.
-
-    Keras' BatchNormalization weights the old running value by `momentum` and
-    keeps the biased variance; torch keeps 0.9*old + 0.1*batch with the
-    unbiased batch variance. In training with `planes` > 1 each contiguous
-    plane slice is normalised with its own statistics and the running
-    statistics are updated once per plane, in plane order, as the torch
-    PlaneBatchNorm2d does.
-    """
-
-    def __init__(self, planes: int = 1, **kwargs):
-        super().__init__(**kwargs)
-        self.planes = planes
-
-    def build(self, input_shape):
-        channels = (input_shape[-1],)
-        self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
-        self.moving_mean = self.add_weight(shape=channels, initializer="zeros", name="moving_mean", trainable=False)
-        self.moving_variance = self.add_weight(shape=channels, initializer="ones", name="moving_variance", trainable=False)
-
-    def call(self, x, training=None):
-        if not training:
-            return self._normalise(x, self.moving_mean, self.moving_variance)
-        mean, variance = self.moving_mean, self.moving_variance
-        outputs = []
-        for plane in ops.split(x, self.planes, axis=0):
-            batch_mean, batch_variance = ops.moments(plane, axes=[0, 1, 2])
-            outputs.append(self._normalise(plane, batch_mean, batch_variance))
-            count = ops.cast(ops.size(plane) // ops.shape(plane)[-1], x.dtype)
-            unbiased = batch_variance * count / (count - 1.0)
-            mean = (1.0 - TORCH_MOMENTUM) * mean + TORCH_MOMENTUM * batch_mean
-            variance = (1.0 - TORCH_MOMENTUM) * variance + TORCH_MOMENTUM * unbiased
-        self.moving_mean.assign(mean)
-        self.moving_variance.assign(variance)
-        return outputs[0] if self.planes == 1 else ops.concatenate(outputs, axis=0)
-
-    def _normalise(self, x, mean, variance):
-        return (x - mean) * ops.rsqrt(variance + TORCH_EPSILON) * self.gamma + self.beta
-
-    def get_config(self):
-        return {**super().get_config(), "planes": self.planes}
+from .blocks import CLASSES, PLANES, Settings, block, block_series, choice, inner_channels, join_skip
 
 
 class FoldPlanes(layers.Layer):
@@ -108,53 +54,13 @@ class ChannelsToPlanes(layers.Layer):
         return ops.reshape(x, (-1, shape[1], shape[2], shape[3] // PLANES))
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What every block of one network shares: conv bias and the batch norm's plane count."""
-
-    bias: bool
-    norm_planes: Optional[int]  # None: no normalisation
-
-
-def leaky_relu(x):
-    return layers.LeakyReLU(negative_slope=NEGATIVE_SLOPE)(x)
-
-
-def block(x, settings: Settings, name: str, channels: int, kernel_size: int = 3, stride: int = 1,
-          activation: bool = True, conv: Callable = layers.Conv2D):
-    """Convolution, then batch norm (if any), then leaky ReLU (if `activation`); torch's Block."""
-    # torch pads (k-1)/2: "same" for the odd kernels, none for the 1x1 and 2x2/stride-2 samplers
-    padding = "same" if kernel_size % 2 else "valid"
-    x = conv(channels, kernel_size, strides=stride, padding=padding, use_bias=settings.bias, name=f"{name}.conv")(x)
-    if settings.norm_planes is not None:
-        x = TorchBatchNorm(settings.norm_planes, name=f"{name}.norm")(x)
-    return leaky_relu(x) if activation else x
-
-
-def residual_block(x, settings: Settings, name: str, kernel_size: int):
-    channels = x.shape[-1]
-    y = block(x, settings, f"{name}.conv1", channels, kernel_size)
-    y = block(y, settings, f"{name}.conv2", channels, kernel_size, activation=False)
-    return leaky_relu(layers.Add()([y, x]))
-
-
-def block_series(x, settings: Settings, name: str, n_blocks: int, kernel_size: int, residual: bool):
-    """`n_blocks` channel-preserving ResidualBlocks (or plain Blocks); torch's BlockSeries."""
-    for index in range(n_blocks):
-        if residual:
-            x = residual_block(x, settings, f"{name}.{index}", kernel_size)
-        else:
-            x = block(x, settings, f"{name}.{index}", x.shape[-1], kernel_size)
-    return x
-
-
 def deepest_block(x, network: Any, settings: Settings, name: str):
     """1x1 bottleneck, a BlockSeries at the lowest resolution, 1x1 back; planes mixed unless block_concat."""
     mix_planes = not network.block_concat
     if mix_planes:
         x = PlanesToChannels()(x)
         # the mixed block sees each event once, so its normalisation is one plain batch norm
-        settings = Settings(settings.bias, None if settings.norm_planes is None else 1)
+        settings = replace(settings, norm_planes=None if settings.norm_planes is None else 1)
     outer = x.shape[-1]
     x = block(x, settings, f"{name}bottleneck", network.bottleneck_deepest, kernel_size=1)
     x = block_series(x, settings, f"{name}blocks", network.blocks_deepest_layer, network.filter_size_deepest, network.residual)
@@ -162,35 +68,19 @@ def deepest_block(x, network: Any, settings: Settings, name: str):
     return ChannelsToPlanes()(x) if mix_planes else x
 
 
-def _inner_channels(network: Any, channels: int) -> int:
-    if _choice(network.growth_rate) == "multiplicative":
-        return 2 * channels
-    return channels + network.n_initial_filters
-
-
 def _downsample(x, network: Any, settings: Settings, name: str, inner: int):
-    if _choice(network.downsampling) == "max_pooling":
+    if choice(network.downsampling) == "max_pooling":
         x = layers.MaxPooling2D(2)(x)
         return block(x, settings, f"{name}downsample.1", inner, kernel_size=1)
     return block(x, settings, f"{name}downsample", inner, kernel_size=2, stride=2)
 
 
 def _upsample(x, network: Any, settings: Settings, name: str, channels: int):
-    if _choice(network.upsampling) == "interpolation":
+    if choice(network.upsampling) == "interpolation":
         # half-pixel bilinear resize == torch's bilinear with align_corners=False
         x = layers.UpSampling2D(2, interpolation="bilinear")(x)
         return block(x, settings, f"{name}upsample.1", channels, kernel_size=1)
     return block(x, settings, f"{name}upsample", channels, kernel_size=2, stride=2, conv=layers.Conv2DTranspose)
-
-
-def _connect(x, residual, network: Any, settings: Settings, name: str):
-    kind = _choice(network.connections)
-    if kind == "concat":
-        x = layers.Concatenate(axis=-1)([x, residual])
-        return block(x, settings, f"{name}connection", residual.shape[-1], kernel_size=1)
-    if kind == "sum":
-        return layers.Add()([x, residual])
-    return x
 
 
 def unet_level(x, network: Any, settings: Settings, depth: int, name: str):
@@ -201,10 +91,10 @@ def unet_level(x, network: Any, settings: Settings, depth: int, name: str):
     channels = x.shape[-1]
     residual = x
     x = block_series(x, settings, f"{name}down_blocks", network.blocks_per_layer, 3, network.residual)
-    x = _downsample(x, network, settings, name, _inner_channels(network, channels))
+    x = _downsample(x, network, settings, name, inner_channels(network, channels))
     x = core(x, network, settings, depth - 1, f"{name}main_module.")
     x = _upsample(x, network, settings, name, channels)
-    x = _connect(x, residual, network, settings, name)
+    x = join_skip(x, residual, network, settings, name, kernel_size=1)
     return block_series(x, settings, f"{name}up_blocks", network.blocks_per_layer, 3, network.residual)
 
 
@@ -224,7 +114,7 @@ def build_uresnet(network: Any, per_plane_batch_norm: bool = True) -> keras.Mode
     """
     filters = network.n_initial_filters
     norm_planes = (PLANES if per_plane_batch_norm else 1) if network.batch_norm else None
-    settings = Settings(network.bias, norm_planes)
+    settings = Settings(layers.Conv2D, network.bias, norm_planes)
     images = keras.Input(shape=(PLANES, None, None), name="images")
     x = FoldPlanes()(images)
     x = block(x, settings, "initial_convolution", filters, kernel_size=5)

@@ -177,6 +177,21 @@ class TorchDense2D(Implementation):
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
 
+    def export_weights(self) -> Dict[str, np.ndarray]:
+        return {key: value.detach().cpu().float().numpy() for key, value in self.model.state_dict().items()
+                if not key.endswith("num_batches_tracked")}
+
+    def import_weights(self, weights: Dict[str, np.ndarray]) -> None:
+        state = {key: torch.from_numpy(np.asarray(value)) for key, value in weights.items()}
+        try:
+            result = self.model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # a shape mismatch
+            raise DataError(f"the weights do not fit {self.name} with this network configuration ({str(exc)[:300]})") from exc
+        missing = [key for key in result.missing_keys if not key.endswith("num_batches_tracked")]
+        if missing or result.unexpected_keys:
+            raise DataError(f"the weights do not fit {self.name} with this network configuration "
+                            f"(missing {missing[:5]}, unexpected {result.unexpected_keys[:5]})")
+
     def checkpoint_suffix(self) -> str:
         return ".pt"
 
