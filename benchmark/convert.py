@@ -28,6 +28,7 @@ from benchmark import config, registry
 from benchmark.config.validate import check_image_shape
 from benchmark.datasets import SBND_SHAPE
 from benchmark.errors import BenchmarkError, ConfigError, DataError
+from benchmark.parallel.context import SINGLE, Parallel
 
 USAGE = "usage: python -m benchmark.convert SOURCE TARGET [key=value ...]  (suffixes: " + ", ".join(
     f"{suffix} {framework}" for framework, suffix in registry.CHECKPOINT_SUFFIXES.items()) + ")"
@@ -66,8 +67,8 @@ def network_overrides(cfg: DictConfig) -> List[str]:
     return [f"network.{key}={text(value)}" for key, value in OmegaConf.to_container(cfg.network).items() if key != "name"]
 
 
-def weights_for(cfg: DictConfig, path: str, folder: str) -> str:
-    """`path` if it is a checkpoint of `cfg`'s framework, else its conversion into `folder` (made once)."""
+def weights_for(cfg: DictConfig, path: str, folder: str, parallel: Parallel = SINGLE) -> str:
+    """`path` if it is a checkpoint of `cfg`'s framework, else its conversion into `folder` (made once, by rank 0)."""
     framework = cfg.framework.name.value
     if registry.framework_of_checkpoint(path, default=framework) == framework:
         return path
@@ -76,8 +77,16 @@ def weights_for(cfg: DictConfig, path: str, folder: str) -> str:
     name = os.path.basename(path)
     stem = name[: -len(registry.CHECKPOINT_SUFFIXES[registry.framework_of_checkpoint(path)])]
     converted = os.path.join(folder, f"{stem}.converted{registry.CHECKPOINT_SUFFIXES[framework]}")
+    if parallel.is_root:
+        _convert_once(cfg, path, converted, folder)
+    parallel.comm.barrier()
+    return converted
+
+
+def _convert_once(cfg: DictConfig, path: str, converted: str, folder: str) -> None:
+    framework = cfg.framework.name.value
     if os.path.exists(converted) and os.path.getmtime(converted) >= os.path.getmtime(path):
-        return converted
+        return
     if os.path.exists(converted):
         os.remove(converted)  # ours, made from an older version of `path`
     os.makedirs(folder, exist_ok=True)
@@ -89,7 +98,6 @@ def weights_for(cfg: DictConfig, path: str, folder: str) -> str:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise DataError(f"{path}: could not convert it to {framework}: {lines[-1] if lines else f'exit status {done.returncode}'}")
     print(f"converted {path} to {converted}", flush=True)
-    return converted
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -19,6 +19,7 @@ from typing import Any, ContextManager, Dict, Tuple
 import numpy as np
 
 from benchmark.data.batch import VoxelBatch
+from benchmark.parallel.context import Parallel  # noqa: F401  (part of the interface: the constructor's third argument)
 
 
 @dataclass
@@ -42,8 +43,13 @@ class ModelCost:
 class Implementation(abc.ABC):
     """A model in one framework and convolution mode.
 
-    Constructed as `Cls(cfg, image_shape)`: the resolved configuration (with
-    resolved seeds) and the (rows, columns) of the images it will see.
+    Constructed as `Cls(cfg, image_shape, parallel=None)`: the resolved
+    configuration (with resolved seeds), the (rows, columns) of the images it
+    will see, and the ranks it trains with (a `Parallel`; None: one process).
+    Under `run.distributed=true` every batch it gets is this rank's equal
+    share of the global batch; it averages the gradients over the ranks
+    (`framework.distributed_mode`), so an update equals one on the global
+    batch, and starts every rank from the same weights.
     """
 
     #: short name used in reports and results, e.g. "torch-2D"

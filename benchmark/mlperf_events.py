@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from benchmark.mlperf_log import C, MLPerfLog
 from benchmark.rules import BENCHMARK_NAME
 from benchmark.schedule import REFERENCE
+from benchmark.parallel.context import Parallel
 
 
 def load_system_fields(cfg: DictConfig) -> Dict[str, str]:
@@ -40,14 +41,14 @@ def log_submission(mlog: MLPerfLog, cfg: DictConfig, system: Dict[str, str], imp
     mlog.event("implementation", implementation)
 
 
-def log_hyperparameters(mlog: MLPerfLog, cfg: DictConfig, accelerators: int, train_events: int,
+def log_hyperparameters(mlog: MLPerfLog, cfg: DictConfig, parallel: Parallel, accelerators: int, train_events: int,
                         eval_events: int) -> None:
     optimizer = cfg.mode.optimizer
     accumulation = optimizer.gradient_accumulation
     mlog.event(C.SEED, int(cfg.run.seed))
     mlog.event("data_seed", int(cfg.data.seed))
-    mlog.event("number_of_ranks", 1)
-    mlog.event("number_of_nodes", 1)
+    mlog.event("number_of_ranks", parallel.size)
+    mlog.event("number_of_nodes", parallel.nodes)
     mlog.event("accelerators_per_node", accelerators)
     mlog.event(C.GLOBAL_BATCH_SIZE, cfg.run.minibatch_size * accumulation)
     mlog.event("gradient_accumulation_frequency", accumulation)

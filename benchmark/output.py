@@ -47,14 +47,20 @@ class RunDirectory:
 
 
 class MetricsCSV:
-    """Rows of metrics keyed by step; a resumed run drops rows past its checkpoint."""
+    """Rows of metrics keyed by step; a resumed run drops rows past its checkpoint.
 
-    def __init__(self, path: str, columns: Sequence[str]):
+    `enabled=False` (ranks other than an instance's rank 0) writes nothing.
+    """
+
+    def __init__(self, path: str, columns: Sequence[str], enabled: bool = True):
         self.path = path
         self.columns = list(columns)
+        self.enabled = enabled
 
     def start(self, resume_step: int) -> None:
         """Begin a run that continues after `resume_step` completed steps (0: fresh)."""
+        if not self.enabled:
+            return
         kept: List[Dict[str, str]] = []
         if resume_step > 0 and os.path.exists(self.path):
             with open(self.path, newline="") as handle:
@@ -65,6 +71,8 @@ class MetricsCSV:
             writer.writerows(kept)
 
     def append(self, row: Dict[str, object]) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore").writerow(
                 {k: _format(v) for k, v in row.items()}

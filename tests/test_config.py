@@ -137,7 +137,9 @@ def test_run_id_keeps_its_text():
         (["run.id=x", "run.id=../escape"], "run.id='../escape' is not allowed"),
         (["run.id=x", "--frame"], "unknown option '--frame'"),
         (["run.id=x", "verbose"], "'verbose' is not a setting"),
-        (["run.id=x", "run.distributed=true"], "run.distributed=true: distributed runs are not available yet"),
+        (["run.id=x", "run.instances=0"], "run.instances=0 is out of range"),
+        (["run.id=x", "run.distributed_port=70000"], "run.distributed_port=70000 is out of range"),
+        (["run.id=x", "run.distributed_timeout=0"], "run.distributed_timeout=0 is out of range"),
         (["run.id=x", "network.filter_size_deepest=4"], "network.filter_size_deepest=4 must be odd"),
     ],
 )

@@ -26,6 +26,11 @@ class FrameworkKind(enum.Enum):
     tensorflow = "tensorflow"
 
 
+class DistributedMode(enum.Enum):
+    DDP = "DDP"
+    horovod = "horovod"
+
+
 class ComputeMode(enum.Enum):
     auto = "auto"
     CPU = "CPU"
@@ -113,6 +118,7 @@ class DataConfig:
 
 @dataclass
 class FrameworkConfig:
+    distributed_mode: DistributedMode = field(default=DistributedMode.DDP, metadata=_doc("run.distributed: DDP (PyTorch's DistributedDataParallel; NCCL on GPUs, gloo on CPUs) or horovod (PyTorch and TensorFlow)"))
     environment_variables: Dict[str, str] = field(default_factory=lambda: {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2"}, metadata=_doc("exported before the framework is imported"))
     inter_op_parallelism_threads: int = field(default=2, metadata=_doc("threads running independent operations (0: framework default)"))
     intra_op_parallelism_threads: int = field(default=24, metadata=_doc("threads inside one operation (0: framework default)"))
@@ -171,7 +177,10 @@ class RunConfig:
     system: str = field(default="", metadata=_doc("system description (systems/NAME.json or a path) named in the MLPerf log"))
     aux_minibatch_size: int = field(default=16, metadata=_doc("images per validation"))
     compute_mode: ComputeMode = field(default=ComputeMode.auto, metadata=_doc("auto: the GPU when one is present"))
-    distributed: bool = field(default=False, metadata=_doc("data-parallel over MPI ranks"))
+    distributed: bool = field(default=False, metadata=_doc("data-parallel over the ranks of mpirun, srun or torchrun"))
+    distributed_port: int = field(default=29500, metadata=_doc("TCP port of the rendezvous on rank 0's host (mpirun/srun; torchrun sets its own); instance k uses port + k"))
+    distributed_timeout: int = field(default=600, metadata=_doc("seconds a rank waits in a collective before the job is ended"))
+    instances: int = field(default=1, metadata=_doc("weak scaling: concurrent benchmark instances in one job, each on world size / instances ranks with its own seeds and log"))
     id: str = field(default=MISSING, metadata=_doc("name of the run (required); output goes to run.output_dir"))
     iterations: int = field(default=50, metadata=_doc("training steps (inference/iotest: batches)"))
     minibatch_size: int = field(default=16, metadata=_doc("images per forward pass, over all ranks"))

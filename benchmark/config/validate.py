@@ -69,16 +69,14 @@ def check_values(cfg: DictConfig) -> None:
         )
 
 
-# Keys whose feature has not landed yet: refused rather than silently ignored.
-_NOT_YET = (
-    ("run.distributed", True, "distributed runs are not available yet; run without run.distributed=true"),
-)
-
-
 def check_supported(cfg: DictConfig) -> None:
-    for key, value, message in _NOT_YET:
-        if _get(cfg, key) == value:
-            raise ConfigError(f"{key}={str(value).lower()}: {message}")
+    """Combinations refused before any work (the launch itself is checked by benchmark.parallel)."""
+    if cfg.run.instances < 1:
+        raise ConfigError(f"run.instances={cfg.run.instances} is out of range: it must be >= 1")
+    if not 1 <= cfg.run.distributed_port <= 65535 - cfg.run.instances:
+        raise ConfigError(f"run.distributed_port={cfg.run.distributed_port} is out of range: a TCP port, 1-{65535 - cfg.run.instances}")
+    if cfg.run.distributed_timeout < 1:
+        raise ConfigError(f"run.distributed_timeout={cfg.run.distributed_timeout} is out of range: it must be >= 1 second")
 
 
 def check_image_shape(full_shape: Tuple[int, int], downsample: int, depth: int) -> Tuple[int, int]:

@@ -18,6 +18,7 @@ from benchmark.output import MetricsCSV
 from benchmark.reporting import Progress
 from benchmark.session import resolve_seeds, start
 from benchmark.throughput import Throughput
+from benchmark.parallel.context import SINGLE, Parallel
 
 
 def _weights(cfg: DictConfig, store: CheckpointStore) -> str:
@@ -32,43 +33,50 @@ def _weights(cfg: DictConfig, store: CheckpointStore) -> str:
     return path
 
 
-def run(cfg: DictConfig) -> int:
-    session = start(cfg)
+def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
+    session = start(cfg, parallel)
     store = CheckpointStore(session.directory.checkpoints, suffix="")
     weights = _weights(cfg, store)
-    resolve_seeds(cfg)
-    session.directory.create()
+    resolve_seeds(cfg, parallel)
+    session.create_directory()
     session.print_config()
     session.save_config()
     impl = session.implementation()
-    weights = weights_for(cfg, weights, session.directory.checkpoints)
+    weights = weights_for(cfg, weights, session.directory.checkpoints, parallel)
     impl.load(weights, weights_only=True)
     print(f"weights: {weights}", flush=True)
 
     source = session.source("file")
-    sampler = SequentialSampler(len(source), cfg.run.minibatch_size)
+    sampler = SequentialSampler(len(source), cfg.run.minibatch_size, parallel.rank, parallel.size)
     accumulator = metrics.MetricAccumulator()
     entries, losses = [], []
     throughput = Throughput()
-    progress = Progress(len(sampler), description="inference")
+    progress = Progress(len(sampler), description="inference", enabled=parallel.world_rank == 0)
     prediction_path = session.directory.file("predictions.h5")
-    writer = PredictionWriter(prediction_path, source.full_shape, cfg.data.downsample)
+    writer = PredictionWriter(prediction_path, source.full_shape, cfg.data.downsample) if parallel.is_root else None
     with open_loader(cfg, source, sampler) as loader:
         for index in range(len(sampler)):
             begin = time.perf_counter()
             batch = loader.get(index)
-            result = impl.evaluate(batch, with_predictions=True)
-            confusion = impl.fetch(result.confusion)
-            throughput.add(batch.batch_size, time.perf_counter() - begin)
-            accumulator.add(confusion)
-            losses.append(float(impl.fetch(result.loss)) * batch.batch_size)
-            entries.append(batch.entries)
-            # Outside the timed region: predictions go back to every full-resolution voxel.
-            for event_entry, predicted in zip(batch.entries, impl.fetch(result.predictions)):
-                writer.add(source.read(int(event_entry)), predicted)
+            share = _evaluate(impl, batch)
+            # every rank's share, in rank order: together the global batch, each event once
+            shares = parallel.comm.allgather(share[:3]) if parallel.distributed else [share[:3]]
+            throughput.add(sum(len(s[0]) for s in shares), time.perf_counter() - begin)
+            for share_entries, confusion, loss in shares:
+                if len(share_entries):
+                    accumulator.add(confusion)
+                    losses.append(loss)
+                    entries.append(share_entries)
+            # Outside the timed region: predictions go back to every full-resolution voxel, written by rank 0.
+            for share_entries, predicted in _predictions(parallel, share):
+                for event_entry, event_prediction in zip(share_entries, predicted):
+                    writer.add(source.read(int(event_entry)), event_prediction)
             progress.advance()
     progress.close()
-    writer.close()
+    if writer is not None:
+        writer.close()
+    if not parallel.is_root:
+        return 0
 
     summary = accumulator.summary()
     mean_loss = sum(losses) / accumulator.count
@@ -82,6 +90,20 @@ def run(cfg: DictConfig) -> int:
     print(f"predictions: {prediction_path} (larcv3; product {PREDICTION_PRODUCER})")
     print(throughput.report(), flush=True)
     return 0
+
+
+def _evaluate(impl, batch):
+    """(entries, confusion, loss x events, predictions) of this rank's share; empty arrays for an empty share."""
+    if batch.batch_size == 0:
+        return batch.entries, np.zeros((0, 3, 3, 3), np.int64), 0.0, np.zeros((0, 3, *batch.image_shape), np.uint8)
+    result = impl.evaluate(batch, with_predictions=True)
+    return (batch.entries, impl.fetch(result.confusion), float(impl.fetch(result.loss)) * batch.batch_size,
+            impl.fetch(result.predictions))
+
+
+def _predictions(parallel: Parallel, share):
+    """On rank 0, every rank's (entries, predictions) in rank order; nothing elsewhere."""
+    return parallel.comm.gather((share[0], share[3]))
 
 
 def _write_events(path: str, entries: np.ndarray, per_event: dict) -> None:

@@ -17,19 +17,21 @@ from benchmark.data.sampler import EpochSampler
 from benchmark.reporting import Progress
 from benchmark.session import resolve_seeds, start
 from benchmark.throughput import Throughput
+from benchmark.parallel.context import SINGLE, Parallel
 
 
-def run(cfg: DictConfig) -> int:
-    session = start(cfg)
-    resolve_seeds(cfg)
-    session.directory.create()
+def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
+    session = start(cfg, parallel)
+    resolve_seeds(cfg, parallel)
+    session.create_directory()
     session.print_config()
     session.save_config()
     source = session.source("file")
-    sampler = EpochSampler(len(source), cfg.run.minibatch_size, seed=cfg.data.seed)
+    sampler = EpochSampler(len(source), cfg.run.minibatch_size, seed=cfg.data.seed, rank=parallel.rank,
+                           world_size=parallel.size)
     throughput = Throughput()
     voxels = 0
-    progress = Progress(cfg.run.iterations, description="iotest")
+    progress = Progress(cfg.run.iterations, description="iotest", enabled=parallel.world_rank == 0)
     begin_all = time.perf_counter()
     with open_loader(cfg, source, sampler) as loader:
         for step in range(cfg.run.iterations):
@@ -40,11 +42,14 @@ def run(cfg: DictConfig) -> int:
             progress.advance(**{"img/s": f"{rate:.1f}"})
         stages = dict(loader.times.seconds)
     progress.close()
-    images = cfg.run.iterations * cfg.run.minibatch_size
+    images = cfg.run.iterations * sampler.local_batch_size
     rows, cols = session.image_shape
+    if parallel.distributed:
+        print(f"iotest of rank 0, which reads {sampler.local_batch_size} of every {cfg.run.minibatch_size} images "
+              f"(the {parallel.size} ranks read disjoint shares)")
     where = f"{cfg.data.workers} worker {'processes' if cfg.data.worker_processes else 'threads'}"
     print(
-        f"iotest: {cfg.run.iterations} batches of {cfg.run.minibatch_size} images of 3x{rows}x{cols} "
+        f"iotest: {cfg.run.iterations} batches of {sampler.local_batch_size} images of 3x{rows}x{cols} "
         f"({voxels / images:,.0f} charged voxels per image after downsampling), prepared by {where}"
     )
     print("where the preparation time goes (ms per image, summed over workers):")

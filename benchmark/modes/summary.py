@@ -4,12 +4,13 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from benchmark.session import resolve_seeds, start
+from benchmark.parallel.context import SINGLE, Parallel
 
 
-def run(cfg: DictConfig) -> int:
-    session = start(cfg, needs_data=False)
-    resolve_seeds(cfg)
-    session.directory.create()
+def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
+    session = start(cfg, parallel, needs_data=False)
+    resolve_seeds(cfg, parallel)
+    session.create_directory()
     session.print_config()
     session.save_config()
     impl = session.implementation()

@@ -37,6 +37,7 @@ from benchmark.rules import get_benchmark
 from benchmark.schedule import learning_rate
 from benchmark.session import Session, resolve_seeds, start
 from benchmark.throughput import Throughput
+from benchmark.parallel.context import SINGLE, Parallel
 
 _METRIC_KEYS = sorted(k for k in metrics.summarize(np.zeros((1, 3, 3, 3), dtype=np.int64)))
 TRAIN_COLUMNS = ["step", "epoch", "learning_rate", "loss", "images_per_second"] + _METRIC_KEYS
@@ -47,11 +48,13 @@ class Trainer:
     def __init__(self, session: Session, impl: Implementation, store: CheckpointStore, mlog: MLPerfLog):
         cfg = session.cfg
         self.cfg, self.session, self.impl, self.store, self.mlog = cfg, session, impl, store, mlog
+        self.parallel = parallel = session.parallel
         self.accumulation = cfg.mode.optimizer.gradient_accumulation
         self.images_per_step = cfg.run.minibatch_size * self.accumulation
         train = session.source("file")
         self.train_events = len(train)
-        self.sampler = EpochSampler(len(train), cfg.run.minibatch_size, seed=cfg.data.seed)
+        self.sampler = EpochSampler(len(train), cfg.run.minibatch_size, seed=cfg.data.seed,
+                                    rank=parallel.rank, world_size=parallel.size)
         self.steps_per_epoch = max(self.sampler.batches_per_epoch // self.accumulation, 1)
         self.loader = open_loader(cfg, train, self.sampler)
         self.definition = get_benchmark(cfg.run.benchmark) if cfg.run.benchmark else None
@@ -62,13 +65,14 @@ class Trainer:
             aux = session.source("aux_file")
             self.eval_events = len(aux)
             if cfg.run.validation == Validation.full:
-                aux_sampler = SequentialSampler(len(aux), cfg.run.aux_minibatch_size)
+                aux_sampler = SequentialSampler(len(aux), cfg.run.aux_minibatch_size, parallel.rank, parallel.size)
             else:
-                aux_sampler = EpochSampler(len(aux), cfg.run.aux_minibatch_size, seed=cfg.data.seed, shuffle=False)
+                aux_sampler = EpochSampler(len(aux), cfg.run.aux_minibatch_size, seed=cfg.data.seed, shuffle=False,
+                                           rank=parallel.rank, world_size=parallel.size)
             self.validation = open_loader(cfg, aux, aux_sampler, workers=1, prefetch=1)
             self.aux_sampler = aux_sampler
-        self.train_csv = MetricsCSV(session.directory.file("train_metrics.csv"), TRAIN_COLUMNS)
-        self.val_csv = MetricsCSV(session.directory.file("val_metrics.csv"), VALIDATION_COLUMNS)
+        self.train_csv = MetricsCSV(session.directory.file("train_metrics.csv"), TRAIN_COLUMNS, enabled=parallel.is_root)
+        self.val_csv = MetricsCSV(session.directory.file("val_metrics.csv"), VALIDATION_COLUMNS, enabled=parallel.is_root)
         self.throughput = Throughput()
         self.reached = False
         self.profile_dir = session.directory.file("profile")
@@ -100,32 +104,44 @@ class Trainer:
         return results
 
     def summarize(self, results: List[StepResult]) -> Dict[str, float]:
+        """The step's loss and metrics over every rank's events (ranks hold equal shares)."""
         loss = float(np.mean([self.impl.fetch(r.loss) for r in results]))
         confusion = np.concatenate([self.impl.fetch(r.confusion) for r in results])
-        return {"loss": loss, **metrics.summarize(confusion)}
+        comm = self.parallel.comm
+        loss = float(comm.allreduce_sum(np.array([loss]))[0]) / comm.size
+        return {"loss": loss, **metrics.summarize(np.concatenate(comm.allgather(confusion)))}
 
     def validate(self, index: int) -> Dict[str, float]:
-        """One batch (validation=batch) or every event of the validation file (full)."""
+        """One batch (validation=batch) or every event of the validation file (full), over every rank."""
         batches = range(len(self.aux_sampler)) if self.cfg.run.validation == Validation.full else [index]
-        accumulator, loss, events = metrics.MetricAccumulator(), 0.0, 0
+        confusions, loss = [], 0.0
         for number in batches:
             batch = self.validation.get(number)
+            if batch.batch_size == 0:  # this rank's share of a short last batch
+                continue
             result = self.impl.evaluate(batch)
-            accumulator.add(self.impl.fetch(result.confusion))
+            confusions.append(self.impl.fetch(result.confusion))
             loss += float(self.impl.fetch(result.loss)) * batch.batch_size
-            events += batch.batch_size
-        return {"loss": loss / events, "events": events, **accumulator.summary()}
+        accumulator = metrics.MetricAccumulator()
+        for share in self.parallel.comm.allgather(confusions):
+            for confusion in share:
+                accumulator.add(confusion)
+        loss = float(self.parallel.comm.allreduce_sum(np.array([loss]))[0])
+        return {"loss": loss / accumulator.count, "events": accumulator.count, **accumulator.summary()}
 
     def checkpoint(self, done: int) -> None:
-        path = self.store.path_for(done)
-        self.impl.save(path)
-        self.store.commit(CheckpointRecord(done, os.path.basename(path), self.cfg.run.seed, self.cfg.data.seed))
+        """Rank 0 writes (the ranks hold the same weights); the others wait until it is complete."""
+        if self.parallel.is_root:
+            path = self.store.path_for(done)
+            self.impl.save(path)
+            self.store.commit(CheckpointRecord(done, os.path.basename(path), self.cfg.run.seed, self.cfg.data.seed))
+        self.parallel.comm.barrier()
 
     def run(self, first: int) -> None:
         cfg, mlog = self.cfg, self.mlog
         self.train_csv.start(first)
         self.val_csv.start(first)
-        progress = Progress(self.total_steps, initial=first, description="train")
+        progress = Progress(self.total_steps, initial=first, description="train", enabled=self.parallel.world_rank == 0)
         profiled = range(first + 2, min(first + 5, self.total_steps))  # a few steps past the warm-up
         try:
             for step in range(first, self.total_steps):
@@ -219,17 +235,17 @@ def _free_name(directory, stem: str, suffix: str) -> str:
     return path
 
 
-def run(cfg: DictConfig) -> int:
-    session = start(cfg)
+def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
+    session = start(cfg, parallel)
     store = CheckpointStore(session.directory.checkpoints, suffix=".pt")
     record = store.latest()
     if record is not None:
         # Continue with the seeds the run started with, whatever was given now.
         cfg.run.seed, cfg.data.seed = record.run_seed, record.data_seed
-    resolve_seeds(cfg)
+    resolve_seeds(cfg, parallel)
     system = load_system_fields(cfg)
-    session.directory.create()
-    mlog = MLPerfLog(_free_name(session.directory, "mlperf", ".log"))
+    session.create_directory()
+    mlog = MLPerfLog(_free_name(session.directory, "mlperf", ".log") if parallel.is_root else None)
     mlog.event(C.CACHE_CLEAR, os.environ.get("COSMICTAGGER_CACHE_CLEARED", "0") == "1")
     mlog.start(C.INIT_START)
     session.print_config()
@@ -237,7 +253,7 @@ def run(cfg: DictConfig) -> int:
     impl = session.implementation()
     store.suffix = impl.checkpoint_suffix()
     log_submission(mlog, cfg, system, impl.name)
-    first = _restore(cfg, impl, store, record)
+    first = _restore(cfg, impl, store, record, parallel)
     if first is None:
         mlog.close()
         return 0
@@ -246,8 +262,8 @@ def run(cfg: DictConfig) -> int:
         verify_benchmark_dataset(cfg, get_benchmark(cfg.run.benchmark))
     trainer = Trainer(session, impl, store, mlog)
     mlog.end(C.STAGING_STOP)
-    accelerators = 1 if "cuda" in impl.device_description() else 0
-    log_hyperparameters(mlog, cfg, accelerators, trainer.train_events, trainer.eval_events)
+    accelerators = parallel.local_size if "cuda" in impl.device_description() else 0
+    log_hyperparameters(mlog, cfg, parallel, accelerators, trainer.train_events, trainer.eval_events)
     if trainer.target is not None:
         print(f"benchmark {cfg.run.benchmark}: target {trainer.target.describe()} on {trainer.eval_events} validation "
               f"events every {trainer.eval_every} steps, at most {trainer.total_steps} steps", flush=True)
@@ -283,7 +299,7 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
-def _restore(cfg: DictConfig, impl: Implementation, store: CheckpointStore, record) -> Optional[int]:
+def _restore(cfg: DictConfig, impl: Implementation, store: CheckpointStore, record, parallel: Parallel) -> Optional[int]:
     """The first step to run, after restoring a checkpoint; None when the run is already complete."""
     first = 0
     if record is not None:
@@ -291,7 +307,7 @@ def _restore(cfg: DictConfig, impl: Implementation, store: CheckpointStore, reco
         first = record.step
         print(f"resuming from {store.latest_path()} after step {first}", flush=True)
     elif cfg.mode.weights_location:
-        weights = weights_for(cfg, cfg.mode.weights_location, store.directory)
+        weights = weights_for(cfg, cfg.mode.weights_location, store.directory, parallel)
         impl.load(weights, weights_only=True)
         print(f"starting from the weights in {weights}", flush=True)
     if first >= cfg.run.iterations and not cfg.run.benchmark:

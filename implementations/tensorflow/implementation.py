@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from benchmark.config.schema import ComputeMode, OptimizerKind, Precision
 from benchmark.data.batch import N_PLANES, VoxelBatch
 from benchmark.errors import BenchmarkError, DataError
-from benchmark.implementation import Implementation, ModelCost, StepResult
+from benchmark.implementation import Implementation, ModelCost, Parallel, StepResult
 
 from .confusion import confusion, predictions
 from .convert import keras_to_arrays, torch_to_keras
@@ -32,9 +32,9 @@ from .uresnet2d import build_uresnet, count_parameters
 _FORMAT_VERSION = 1
 
 
-def set_threads(intra: int, inter: int) -> int:
-    """Apply the thread settings, capped at the cores present; ignored once TF has started."""
-    cores = os.cpu_count() or 1
+def set_threads(intra: int, inter: int, ranks_per_node: int = 1) -> int:
+    """Apply the thread settings, capped at this rank's share of the cores; ignored once TF has started."""
+    cores = max((os.cpu_count() or 1) // ranks_per_node, 1)
     threads = min(intra, cores) if intra > 0 else cores
     with contextlib.suppress(RuntimeError):
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -44,12 +44,25 @@ def set_threads(intra: int, inter: int) -> int:
     return threads
 
 
-def select_device(compute_mode: ComputeMode) -> str:
+def _horovod(parallel: Optional[Parallel]):
+    """horovod.tensorflow, initialised on the instance's ranks; None for one process."""
+    if parallel is None or not parallel.distributed:
+        return None
+    try:
+        import horovod.tensorflow as hvd
+    except ImportError as exc:
+        raise BenchmarkError(f"framework.distributed_mode=horovod but horovod.tensorflow cannot be imported ({exc})") from exc
+    hvd.init(comm=parallel.mpi_comm)
+    return hvd
+
+
+def select_device(compute_mode: ComputeMode, local_rank: int = 0) -> str:
+    """The CPU, or the GPU of this rank on its node (`local_rank` modulo the GPUs visible)."""
     gpus = tf.config.list_physical_devices("GPU")
     if compute_mode == ComputeMode.CPU:
         return "/CPU:0"
     if gpus:
-        return "/GPU:0"
+        return f"/GPU:{local_rank % len(gpus)}"
     if compute_mode == ComputeMode.GPU:
         raise BenchmarkError("run.compute_mode=GPU but tensorflow sees no GPU (use run.compute_mode=CPU or auto)")
     return "/CPU:0"
@@ -111,11 +124,14 @@ _POLICIES = {Precision.float32: "float32", Precision.tf32: "float32",
 class TensorFlowDense2D(Implementation):
     name = "tensorflow-2D"
 
-    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int]):
+    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
         self.cfg = cfg
         self.image_shape = tuple(image_shape)
-        self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads)
-        self.device = select_device(cfg.run.compute_mode)
+        local_rank, local_size = (parallel.local_rank, parallel.local_size) if parallel else (0, 1)
+        self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads,
+                                   ranks_per_node=local_size)
+        self.hvd = _horovod(parallel)
+        self.device = select_device(cfg.run.compute_mode, local_rank)
         self.precision = Precision(cfg.run.precision)
         if self.device.startswith("/GPU"):
             # TF enables TF32 by default; float32 means true float32 as in torch.
@@ -132,6 +148,9 @@ class TensorFlowDense2D(Implementation):
             self.optimizer.build(self.trainable)
             self.accumulators = [tf.Variable(tf.zeros_like(v), trainable=False, name=f"accumulated_{i}")
                                  for i, v in enumerate(self.trainable)]
+            if self.hvd is not None:  # every rank starts from rank 0's weights
+                for variable in self.model.weights:
+                    variable.assign(self.hvd.broadcast(variable.read_value(), root_rank=0))
         self.loss_fn = SegmentationLoss(cfg.mode.optimizer.loss_balance_scheme)
         # Conv kernels only (not transposed ones): the L2 term is defined the same way in every framework.
         self._decayed = [layer.kernel for layer in self.model.layers
@@ -244,7 +263,10 @@ class TensorFlowDense2D(Implementation):
 
     def _apply_fn(self, learning_rate):
         self.inner_optimizer.learning_rate.assign(learning_rate)
-        self.optimizer.apply([a.read_value() for a in self.accumulators], self.trainable)
+        gradients = [a.read_value() for a in self.accumulators]
+        if self.hvd is not None:  # the mean over the ranks' equal shares: one update on the global batch
+            gradients = [self.hvd.allreduce(g, op=self.hvd.Average) for g in gradients]
+        self.optimizer.apply(gradients, self.trainable)
         for accumulator in self.accumulators:
             accumulator.assign(tf.zeros_like(accumulator))
 

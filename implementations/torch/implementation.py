@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -12,10 +12,11 @@ from omegaconf import DictConfig
 from benchmark.config.schema import DataFormat, OptimizerKind
 from benchmark.data.batch import VoxelBatch
 from benchmark.errors import DataError
-from benchmark.implementation import Implementation, ModelCost, StepResult
+from benchmark.implementation import Implementation, ModelCost, Parallel, StepResult
 
 from .confusion import confusion, predictions
 from .cost import layer_table, measure_cost
+from .data_parallel import data_parallel
 from .loss import SegmentationLoss
 from .runtime import PrecisionPolicy, select_device, set_threads
 from .uresnet2d import UResNet, count_parameters
@@ -24,11 +25,13 @@ from .uresnet2d import UResNet, count_parameters
 class TorchDense2D(Implementation):
     name = "torch-2D"
 
-    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int]):
+    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
         self.cfg = cfg
         self.image_shape = tuple(image_shape)
-        self.device = select_device(cfg.run.compute_mode)
-        self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads)
+        local_rank, local_size = (parallel.local_rank, parallel.local_size) if parallel else (0, 1)
+        self.device = select_device(cfg.run.compute_mode, local_rank)
+        self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads,
+                                   ranks_per_node=local_size)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.run.seed)
@@ -38,6 +41,9 @@ class TorchDense2D(Implementation):
         self.policy = PrecisionPolicy(cfg.run.precision, self.device)
         self.scaler = self.policy.grad_scaler()
         self.optimizer = self._optimizer()
+        self.training = data_parallel(self.model, parallel, self.device)
+        self.accumulation = cfg.mode.optimizer.gradient_accumulation
+        self._micro_batches = 0
         self.loss_fn = SegmentationLoss(cfg.mode.optimizer.loss_balance_scheme)
         # Conv kernels only: the L2 term is defined the same way in every framework.
         self._decayed = [m.weight for m in self.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d))]
@@ -96,16 +102,20 @@ class TorchDense2D(Implementation):
     def accumulate(self, batch: VoxelBatch, weight: float) -> StepResult:
         self.model.train()
         image, label = self._to_device(batch)
-        with self.policy.autocast():
-            logits = self.model(image)
-        loss = self.loss_fn(logits, label)
-        total = loss + self._l2_penalty() if self.cfg.network.weight_decay > 0 else loss
-        self.scaler.scale(total * weight).backward()
+        self._micro_batches += 1
+        with self.training.backward_context(self._micro_batches % self.accumulation == 0):
+            with self.policy.autocast():
+                logits = self.training.train_model(image)
+            loss = self.loss_fn(logits, label)
+            total = loss + self._l2_penalty() if self.cfg.network.weight_decay > 0 else loss
+            self.scaler.scale(total * weight).backward()
         return StepResult(loss=loss.detach(), confusion=confusion(logits.detach(), label))
 
     def apply_update(self, learning_rate: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate
+        self.training.before_update(self.model.parameters())
+        self._micro_batches = 0
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -12,19 +12,22 @@ from benchmark.config.schema import ComputeMode, Precision
 from benchmark.errors import BenchmarkError
 
 
-def select_device(compute_mode: ComputeMode) -> torch.device:
+def select_device(compute_mode: ComputeMode, local_rank: int = 0) -> torch.device:
+    """The CPU, or the GPU of this rank on its node (`local_rank` modulo the GPUs visible)."""
     if compute_mode == ComputeMode.CPU:
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+        return device
     if compute_mode == ComputeMode.GPU:
         raise BenchmarkError("run.compute_mode=GPU but torch sees no GPU (use run.compute_mode=CPU or auto)")
     return torch.device("cpu")
 
 
-def set_threads(intra: int, inter: int) -> int:
-    """Apply the thread settings, capped at the cores present (more only slows)."""
-    cores = os.cpu_count() or 1
+def set_threads(intra: int, inter: int, ranks_per_node: int = 1) -> int:
+    """Apply the thread settings, capped at this rank's share of the cores present (more only slows)."""
+    cores = max((os.cpu_count() or 1) // ranks_per_node, 1)
     threads = min(intra, cores) if intra > 0 else cores
     torch.set_num_threads(threads)
     if inter > 0:

@@ -1,0 +1,1 @@
+"""Running on many processes: where a process sits, host-side collectives, and the run's parallel context."""
