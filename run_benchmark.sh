@@ -11,12 +11,14 @@ usage: ./run_benchmark.sh [options] [-- key=value ...]
 
   --system NAME        system description systems/NAME.json (default: this host; described on first use)
   --benchmark NAME     closed | mini | throughput (default: mini)
-  --framework NAME     torch (default: torch)
-  --conv-mode MODE     2D (default: 2D)
+  --framework NAME     torch | tensorflow (default: torch)
+  --conv-mode MODE     2D | 3D (default: 2D)
   --runs N             number of runs (default: 1; a submission needs the benchmark's count, 5 for closed and mini)
-  --launcher L         local | mpirun | srun | any command prefix (default: local)
-  --ranks N            total ranks (default: 1)
+  --launcher L         local | mpirun | srun | torchrun | any command prefix (default: local)
+  --ranks N            total ranks (default: 1); more than one runs data-parallel (run.distributed=true)
   --ranks-per-node N   ranks per node, for the launcher (default: --ranks)
+  --distributed-mode M DDP | horovod (default: DDP for torch, horovod for tensorflow; Horovod is built on first use)
+  --instances N        weak scaling: N concurrent instances in each run, each on ranks/N ranks (default: 1)
   --data-dir DIR       the dataset (closed: required; mini: generated under .cache/datasets/ when omitted)
   --results DIR        results root (default: results/)
   --seed S             first seed (run i uses S+i); default: drawn from the clock for every run (always logged)
@@ -28,7 +30,7 @@ EOF
 
 die() { echo "error: $*" >&2; exit 2; }
 
-SYSTEM="" BENCHMARK=mini FRAMEWORK=torch CONV_MODE=2D RUNS=1 LAUNCHER=local RANKS=1 RANKS_PER_NODE=""
+SYSTEM="" BENCHMARK=mini FRAMEWORK=torch CONV_MODE=2D RUNS=1 LAUNCHER=local RANKS=1 RANKS_PER_NODE="" MODE="" INSTANCES=1
 DATA_DIR="" RESULTS=results SEED="" CLEAR_CACHE=0 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,6 +42,8 @@ while [ $# -gt 0 ]; do
         --launcher) LAUNCHER=${2:?}; shift 2 ;;
         --ranks) RANKS=${2:?}; shift 2 ;;
         --ranks-per-node) RANKS_PER_NODE=${2:?}; shift 2 ;;
+        --distributed-mode) MODE=${2:?}; shift 2 ;;
+        --instances) INSTANCES=${2:?}; shift 2 ;;
         --data-dir) DATA_DIR=${2:?}; shift 2 ;;
         --results) RESULTS=${2:?}; shift 2 ;;
         --seed) SEED=${2:?}; shift 2 ;;
@@ -52,11 +56,18 @@ done
 case "$BENCHMARK" in closed|mini|throughput) ;; *) die "unknown benchmark '$BENCHMARK': closed, mini or throughput" ;; esac
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$RUNS'"
 [[ "$RANKS" =~ ^[1-9][0-9]*$ ]] || die "--ranks must be a positive integer, not '$RANKS'"
+[[ "$INSTANCES" =~ ^[1-9][0-9]*$ ]] && [ $((RANKS % INSTANCES)) -eq 0 ] \
+    || die "--instances must be a positive integer that divides --ranks ($RANKS), not '$INSTANCES'"
+case "$FRAMEWORK" in torch|tensorflow) ;; *) die "unknown framework '$FRAMEWORK': torch or tensorflow" ;; esac
+case "$CONV_MODE" in 2D|3D) ;; *) die "unknown convolution mode '$CONV_MODE': 2D or 3D" ;; esac
+[ -n "$MODE" ] || { [ "$FRAMEWORK" = tensorflow ] && MODE=horovod || MODE=DDP; }
+case "$MODE" in DDP|horovod) ;; *) die "unknown distributed mode '$MODE': DDP or horovod" ;; esac
 [ -z "$SEED" ] || [[ "$SEED" =~ ^[1-9][0-9]*$ ]] || die "--seed must be a positive integer, not '$SEED'"
 RANKS_PER_NODE=${RANKS_PER_NODE:-$RANKS}
 
 scripts/setup.sh
 PY=.venv/bin/python
+[ "$MODE" != horovod ] || [ "$RANKS" -eq 1 ] || scripts/build_horovod.sh
 
 # The system description: given, or this host's (written once).
 if [ -z "$SYSTEM" ]; then
@@ -87,10 +98,12 @@ case "$LAUNCHER" in
     local) PREFIX=() ;;
     mpirun) PREFIX=(mpirun -n "$RANKS" --npernode "$RANKS_PER_NODE") ;;
     srun) PREFIX=(srun --ntasks "$RANKS" --ntasks-per-node "$RANKS_PER_NODE") ;;
+    torchrun) [ "$RANKS" -eq "$RANKS_PER_NODE" ] || die "--launcher torchrun starts one node here; give a multi-node torchrun command as --launcher"
+              PREFIX=(.venv/bin/torchrun --nproc-per-node "$RANKS" --no-python) ;;
     *) read -r -a PREFIX <<< "$LAUNCHER" ;;
 esac
 DISTRIBUTED=()
-[ "$RANKS" -eq 1 ] || DISTRIBUTED=(run.distributed=true)
+[ "$RANKS" -eq 1 ] || DISTRIBUTED=(run.distributed=true framework.distributed_mode="$MODE" run.instances="$INSTANCES")
 DATA=()
 [ -z "$DATA_DIR" ] || DATA=(data.data_directory="$DATA_DIR")
 IMPLEMENTATION="$FRAMEWORK-$CONV_MODE"
@@ -111,13 +124,26 @@ for i in $(seq 1 "$RUNS"); do
     "${PREFIX[@]}" $PY bin/exec.py mode=train benchmark="$BENCHMARK" run.id="$ID" run.output_dir="$OUT" \
         run.system="$SYSTEM_FILE" framework.name="$FRAMEWORK" network.conv_mode="$CONV_MODE" \
         "${DATA[@]}" "${DISTRIBUTED[@]}" "${SEED_SETTING[@]}" "${EXTRA[@]}" || status=$?
-    if [ "$status" -ne 0 ] || [ ! -f "$OUT/mlperf.log" ]; then
+    LOGS=("$OUT/mlperf.log")
+    [ "$INSTANCES" -eq 1 ] || LOGS=()
+    for k in $(seq 0 $((INSTANCES - 1))); do
+        [ "$INSTANCES" -eq 1 ] || LOGS+=("$OUT/instance-$k/mlperf.log")
+    done
+    missing=0
+    for log in "${LOGS[@]}"; do
+        [ -f "$log" ] || { echo "run $i: $log is missing" >&2; missing=1; }
+    done
+    if [ "$status" -ne 0 ] || [ "$missing" -ne 0 ]; then
         echo "run $i failed (exit status $status)" >&2
         failed=1
-        [ -f "$OUT/mlperf.log" ] || continue
+        [ "$missing" -eq 0 ] || continue  # a run that failed but logged is still a result (e.g. aborted)
     fi
-    $PY -m benchmark.compliance check "$OUT/mlperf.log" || failed=1
-    $PY -m benchmark.results store "$OUT/mlperf.log" --root "$RESULTS" --system "$SYSTEM" \
+    for log in "${LOGS[@]}"; do
+        $PY -m benchmark.compliance check "$log" || failed=1
+    done
+    WEAK=()
+    [ "$INSTANCES" -eq 1 ] || WEAK=(--weak)
+    $PY -m benchmark.results store "${WEAK[@]}" "${LOGS[@]}" --root "$RESULTS" --system "$SYSTEM" \
         --benchmark "$BENCHMARK" --implementation "$IMPLEMENTATION"
 done
 $PY -m benchmark.results summarize "$RESULTS"

@@ -19,7 +19,7 @@ from typing import Any, ContextManager, Dict, Tuple
 import numpy as np
 
 from benchmark.data.batch import VoxelBatch
-from benchmark.parallel.context import Parallel  # noqa: F401  (part of the interface: the constructor's third argument)
+from benchmark.parallel.context import SINGLE, Parallel  # noqa: F401  (the interface: the constructor's third argument)
 
 
 @dataclass

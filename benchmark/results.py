@@ -1,15 +1,21 @@
 """Stored results: one MLPerf log per run, and the score of each submission.
 
 Layout (MLPerf's, with the implementation as a level, since systems compare
-implementations too): `<root>/<system>/<benchmark>/<implementation>/result_<i>.txt`.
+implementations too): `<root>/<system>/<benchmark>/<implementation>/result_<i>.txt`;
+a weak-scaling job's instance logs go together into
+`<root>/<system>/<benchmark>/<implementation>/weak_<j>/result_<i>.txt`.
 
     python -m benchmark.results store LOG --root DIR --system S --benchmark B --implementation I
+    python -m benchmark.results store --weak LOG LOG ... --root DIR --system S --benchmark B --implementation I
     python -m benchmark.results summarize [DIR]
 
 A time-to-train score is the olympic mean of the first N runs (N from the
 benchmark definition): the fastest and slowest are dropped and the rest
 averaged; one run that missed the target counts as the slowest, two or more
-make the result invalid.
+make the result invalid. A weak-scaling job is scored as MLPerf HPC does:
+the number of models M, those that reached the target M', the ranks per
+instance and in all, and the time to train all of them, from the first
+instance's run_start to the last run_stop of a converged instance.
 """
 from __future__ import annotations
 
@@ -34,14 +40,41 @@ DEFAULT_ROOT = "results"
 # ---------------------------------------------------------------- storing
 
 
-def store(log_path: str, results_root: str, system: str, benchmark: str, implementation: str) -> str:
-    """Copy a run's log to the next result_<i>.txt of its folder; never overwrites one."""
+def _folder(results_root: str, system: str, benchmark: str, implementation: str) -> str:
     get_benchmark(benchmark)  # an unknown name would give a folder that cannot be scored
     for name in (system, implementation):
         if name in ("", ".", "..") or name != os.path.basename(name):
             raise BenchmarkError(f"'{name}' cannot be a results folder name (one path component, not empty)")
-    data = _read_bytes(log_path)
-    folder = os.path.join(results_root, system, benchmark, implementation)
+    return os.path.join(results_root, system, benchmark, implementation)
+
+
+def store(log_path: str, results_root: str, system: str, benchmark: str, implementation: str) -> str:
+    """Copy a run's log to the next result_<i>.txt of its folder; never overwrites one."""
+    folder = _folder(results_root, system, benchmark, implementation)
+    return _store_in(folder, _read_bytes(log_path))
+
+
+def store_weak(log_paths: Sequence[str], results_root: str, system: str, benchmark: str, implementation: str) -> str:
+    """Copy one weak-scaling job's instance logs into a new weak_<j> folder (result_0.txt, ...); returns the folder."""
+    data = [_read_bytes(path) for path in log_paths]  # all readable before anything is written
+    parent = _folder(results_root, system, benchmark, implementation)
+    index = 1
+    while True:
+        folder = os.path.join(parent, f"weak_{index}")
+        try:
+            os.makedirs(folder)  # a new folder: a concurrent store that took this index makes us try the next
+            break
+        except FileExistsError:
+            index += 1
+        except OSError as exc:
+            raise BenchmarkError(f"cannot create results folder {folder}: {exc.strerror}") from None
+    for instance, content in enumerate(data):
+        _write_all(os.open(os.path.join(folder, f"result_{instance}.txt"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644),
+                   os.path.join(folder, f"result_{instance}.txt"), content)
+    return folder
+
+
+def _store_in(folder: str, data: bytes) -> str:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
@@ -111,6 +144,8 @@ class RunRecord:
     evals: List[Tuple[float, float, Optional[float]]] = field(default_factory=list)  # (minutes, mIoU, epoch)
     global_batch_size: Optional[int] = None
     ranks: Optional[int] = None
+    start_ms: Optional[float] = None  # run_start, since the epoch
+    stop_ms: Optional[float] = None  # run_stop
 
     @property
     def converged(self) -> bool:
@@ -173,6 +208,7 @@ def parse_log(path: str) -> RunRecord:
             evals_ms.append((event["time_ms"], value, metadata.get("epoch_num")))
         elif key == "tracked_stats" and isinstance(value, dict) and "throughput" in value:
             record.images_per_second = value["throughput"]  # the last one is the steady state
+    record.start_ms, record.stop_ms = start_ms, stop_ms
     if start_ms is not None and stop_ms is not None:
         record.status = stop_status
         record.time_to_train_s = (stop_ms - start_ms) / 1000.0
@@ -243,6 +279,60 @@ def score(system: str, benchmark: str, implementation: str, records: Sequence[Ru
     return row
 
 
+@dataclass
+class WeakScalingRow:
+    """The score of one weak-scaling job: MLPerf HPC's (T, S, M', time to train all)."""
+
+    system: str
+    benchmark: str
+    implementation: str
+    job: str  # weak_<j>
+    models: int  # M: instances in the job
+    converged: int  # M': instances that reached the target
+    instance_ranks: Optional[int]  # S
+    total_ranks: int  # T
+    time_to_train_all_min: Optional[float]  # first run_start to the last converged run_stop; None: none converged
+
+
+def score_weak(key: Tuple[str, str, str], job: str, records: Sequence[RunRecord]) -> WeakScalingRow:
+    converged = [r for r in records if r.converged]
+    starts = [r.start_ms for r in records if r.start_ms is not None]
+    ranks = [r.ranks for r in records if r.ranks is not None]
+    total = None
+    if converged and starts:
+        total = (max(r.stop_ms for r in converged) - min(starts)) / 60000.0
+    return WeakScalingRow(*key, job=job, models=len(records), converged=len(converged),
+                          instance_ranks=max(ranks) if ranks else None, total_ranks=sum(ranks),
+                          time_to_train_all_min=total)
+
+
+def collect_weak(root: str) -> List[WeakScalingRow]:
+    """The scored weak-scaling jobs (<system>/<benchmark>/<implementation>/weak_<j>/) under root."""
+    rows = []
+    for folder, subfolders, _ in os.walk(root):
+        parts = os.path.relpath(folder, root).split(os.sep)
+        if len(parts) == 4 and re.match(r"^weak_\d+$", parts[3]):
+            _check_benchmark(folder, parts[1])
+            files = _result_files(folder)
+            if files:
+                rows.append(score_weak(tuple(parts[:3]), parts[3], [parse_log(path) for _, path in files]))
+        if len(parts) >= 4:
+            subfolders.clear()
+    return sorted(rows, key=lambda r: (r.system, r.benchmark, r.implementation, r.job))
+
+
+def weak_scaling_table(rows: Sequence[WeakScalingRow]) -> str:
+    columns = ("system", "benchmark", "implementation", "job", "models (M' of M)", "ranks per model", "ranks in all",
+               "time to train all (min)")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        total = f"{row.time_to_train_all_min:.2f}" if row.time_to_train_all_min is not None else "none converged"
+        cells = (row.system, row.benchmark, row.implementation, row.job, f"{row.converged} of {row.models}",
+                 str(row.instance_ranks or "-"), str(row.total_ranks), total)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def collect(root: str) -> Dict[Tuple[str, str, str], List[RunRecord]]:
     """The parsed runs of every <system>/<benchmark>/<implementation> folder under root, in index order."""
     if not os.path.isdir(root):
@@ -257,7 +347,7 @@ def collect(root: str) -> Dict[Tuple[str, str, str], List[RunRecord]]:
         if files:
             _check_benchmark(folder, parts[1])
             groups[tuple(parts)] = [parse_log(path) for _, path in files]
-    if not groups:
+    if not groups and not collect_weak(root):
         raise BenchmarkError(f"no result files (<system>/<benchmark>/<implementation>/result_<i>.txt) under {root}")
     return dict(sorted(groups.items()))
 
@@ -358,10 +448,13 @@ def write_reports(root: str) -> Tuple[List[SummaryRow], List[str]]:
     """Score every folder under root and write summary.md, summary.csv and plots/; returns rows and written paths."""
     groups = collect(root)
     rows = [score(*key, records) for key, records in groups.items()]
+    weak = collect_weak(root)
     written = [os.path.join(root, "summary.md"), os.path.join(root, "summary.csv")]
     try:
         with open(written[0], "w") as handle:
             handle.write(f"# CosmicTagger benchmark results\n\n{markdown_table(rows)}")
+            if weak:
+                handle.write(f"\n## Weak scaling\n\n{weak_scaling_table(weak)}")
         write_csv(rows, written[1])
         plots = os.path.join(root, "plots")
         os.makedirs(plots, exist_ok=True)
@@ -385,8 +478,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     summary = commands.add_parser("summarize", help="score every result folder; write summary.md, summary.csv, plots/")
     summary.add_argument("root", nargs="?", default=DEFAULT_ROOT, metavar="DIR", help=f"results folder (default: {DEFAULT_ROOT}/)")
-    keep = commands.add_parser("store", help="copy a run's MLPerf log into the results folder")
-    keep.add_argument("log", metavar="LOG")
+    keep = commands.add_parser("store", help="copy a run's MLPerf log (or, with --weak, a weak-scaling job's) into the results folder")
+    keep.add_argument("log", metavar="LOG", nargs="+")
+    keep.add_argument("--weak", action="store_true", help="the logs are the instances of one weak-scaling job")
     keep.add_argument("--root", default=DEFAULT_ROOT, metavar="DIR")
     keep.add_argument("--system", required=True)
     keep.add_argument("--benchmark", required=True)
@@ -397,11 +491,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "store":
-            print(store(args.log, args.root, args.system, args.benchmark, args.implementation))
+        if args.command == "store" and args.weak:
+            print(store_weak(args.log, args.root, args.system, args.benchmark, args.implementation))
+        elif args.command == "store":
+            if len(args.log) != 1:
+                raise BenchmarkError(f"store takes one log ({len(args.log)} given); several only with --weak")
+            print(store(args.log[0], args.root, args.system, args.benchmark, args.implementation))
         else:
             rows, written = write_reports(args.root)
             print(markdown_table(rows), end="")
+            weak = collect_weak(args.root)
+            if weak:
+                print("\nweak scaling:\n" + weak_scaling_table(weak), end="")
             print(f"wrote {len(written)} files: {', '.join(written)}", file=sys.stderr)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Create .venv with the pinned environment; a no-op when the requirements are unchanged.
 #   scripts/setup.sh         what the benchmark needs (requirements.txt)
-#   scripts/setup.sh --dev   plus what the tests need (requirements-dev.txt: pytest, larcv3)
+#   scripts/setup.sh --dev   plus what the tests need (requirements-dev.txt: pytest, larcv3; Open MPI; Horovod,
+#                            built from source by scripts/build_horovod.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 files=(requirements.txt pyproject.toml)
 if [ "${1:-}" = "--dev" ]; then
-    files+=(requirements-dev.txt)
+    files+=(requirements-dev.txt requirements-horovod.txt scripts/build_horovod.sh)
 fi
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
@@ -21,13 +22,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] && [ "$(cat "$stamp.dev" 2>/dev/
     pip install -r requirements.txt
     pip install --no-deps -e .
     if [ "${1:-}" = "--dev" ]; then
-        # larcv3 builds from source against the system HDF5.
-        if ! dpkg -s libhdf5-dev >/dev/null 2>&1; then
-            echo "installing libhdf5-dev (needed to build larcv3) ..."
-            apt-get update -qq && apt-get install -y -qq libhdf5-dev >/dev/null
+        # larcv3 builds from source against the system HDF5; the distributed tests run under Open MPI's mpirun.
+        missing=()
+        for package in libhdf5-dev openmpi-bin libopenmpi-dev; do
+            dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+        done
+        if [ ${#missing[@]} -gt 0 ]; then
+            echo "installing ${missing[*]} (larcv3's build, MPI for the distributed tests) ..."
+            apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
         fi
         echo "installing requirements-dev.txt (a first larcv3 build takes about 10 minutes) ..."
         CMAKE_POLICY_VERSION_MINIMUM=3.5 MAKEFLAGS="-j$(nproc)" pip install -r requirements-dev.txt
+        scripts/build_horovod.sh
         echo "$want" > "$stamp.dev"
     else
         echo "$want" > "$stamp"

@@ -81,6 +81,10 @@ def run_script(*args, cwd=ROOT):
         (["--frobnicate"], "error: unknown option '--frobnicate'"),
         (["--system", "no-such-system"], "systems/no-such-system.json does not exist"),
         (["--benchmark", "closed", "--system", "cpu-2core-debian12"], "the closed benchmark needs --data-dir"),
+        (["--ranks", "4", "--instances", "3"], "error: --instances must be a positive integer that divides --ranks (4)"),
+        (["--framework", "jax"], "error: unknown framework 'jax'"),
+        (["--distributed-mode", "mpi"], "error: unknown distributed mode 'mpi'"),
+        (["--launcher", "torchrun", "--ranks", "4", "--ranks-per-node", "2"], "--launcher torchrun starts one node here"),
     ],
 )
 def test_run_benchmark_refuses_bad_use(args, fragment):
@@ -102,3 +106,20 @@ def test_run_benchmark_refuses_a_malformed_system_description(tmp_path):
     bad.write_text("{not json")
     proc = run_script("--system", str(bad))
     assert proc.returncode == 2 and "broken.json" in proc.stderr and "JSON" in proc.stderr
+
+
+def test_the_example_job_scripts_use_options_run_benchmark_has():
+    """The Slurm and PBS examples (not runnable here) pass every rank of the job and only options that exist."""
+    import re
+
+    options = set(re.findall(r"^\s+(--[a-z-]+)", run_script("--help").stdout, flags=re.M))
+    examples = os.path.join(ROOT, "systems", "examples")
+    for name in os.listdir(examples):
+        text = open(os.path.join(examples, name)).read().replace("\\\n", " ")
+        calls = [line for line in text.splitlines() if "./run_benchmark.sh" in line]
+        assert calls, name
+        for call in calls:
+            used = set(re.findall(r"(--[a-z-]+)", call))
+            assert used <= options, (name, used - options)
+            assert "--ranks " in call and "--ranks-per-node" in call, (name, call)
+        subprocess.run(["bash", "-n", os.path.join(examples, name)], check=True)

@@ -125,6 +125,21 @@ def test_ddp_under_torchrun_equals_one_rank(tmp_path):
                         weights(tmp_path / "one" / "checkpoints" / "model-2.pt"))
 
 
+def tensorflow_weights(path):
+    with np.load(path) as archive:
+        return {key: torch.from_numpy(archive[key]) for key in archive.files if key.startswith("model/")}
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+def test_horovod_equals_one_rank_with_accumulation(tmp_path, framework):
+    steps = [f"framework.name={framework}", "run.iterations=2", "run.aux_iterations=0", "mode.checkpoint_iteration=2",
+             "mode.optimizer.gradient_accumulation=2"]
+    train([], tmp_path / "one", *steps)
+    train(MPIRUN, tmp_path / "two", "run.distributed=true", "framework.distributed_mode=horovod", *steps)
+    read, name = (weights, "model-2.pt") if framework == "torch" else (tensorflow_weights, "model-2.tf.npz")
+    assert_same_weights(read(tmp_path / "two" / "checkpoints" / name), read(tmp_path / "one" / "checkpoints" / name))
+
+
 def test_resume_on_two_ranks_continues_exactly(tmp_path):
     steps = ["run.aux_iterations=0", "mode.checkpoint_iteration=2", "run.distributed=true"]
     train(MPIRUN, tmp_path / "whole", "run.iterations=4", *steps)
@@ -211,3 +226,29 @@ def test_a_killed_rank_ends_the_job(tmp_path):
     finally:
         if job.poll() is None:
             job.kill()
+
+
+# -- weak scaling: instances of the benchmark in one job ------------------------------------------------
+def test_weak_scaling_instances_have_their_own_logs_seeds_and_a_score(tmp_path):
+    from benchmark.compliance.checker import check
+    from benchmark.results import collect_weak, main as results_main
+
+    train(MPIRUN, tmp_path / "job", "run.distributed=true", "run.instances=2", "run.iterations=2", "run.aux_iterations=2",
+          "run.minibatch_size=2", "run.aux_minibatch_size=2")
+    logs = [tmp_path / "job" / f"instance-{k}" / "mlperf.log" for k in (0, 1)]
+    seeds = []
+    for log in logs:
+        events = {e["key"]: e["value"] for e in (json.loads(line.split(":::MLLOG ", 1)[1]) for line in open(log))}
+        assert events["number_of_ranks"] == 1
+        seeds.append((events["seed"], events["data_seed"]))
+        assert check(str(log)).passed
+    assert seeds == [(3, 5), (4, 6)]  # the seeds given, plus the instance's index
+    root = tmp_path / "results"
+    common = ["--root", str(root), "--system", "cpu", "--benchmark", "throughput", "--implementation", "torch-2D"]
+    assert results_main(["store", "--weak", *map(str, logs), *common]) == 0
+    assert results_main(["store", str(logs[0]), str(logs[1]), *common]) == 1  # several logs only with --weak
+    [row] = collect_weak(str(root))
+    assert (row.job, row.models, row.converged, row.instance_ranks, row.total_ranks) == ("weak_1", 2, 2, 1, 2)
+    assert 0 < row.time_to_train_all_min < 5
+    assert results_main(["summarize", str(root)]) == 0
+    assert "## Weak scaling" in (root / "summary.md").read_text()

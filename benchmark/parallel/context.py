@@ -31,6 +31,8 @@ class Parallel:
     size: int = 1  # ranks of the instance
     local_rank: int = 0  # within the node: picks the accelerator
     local_size: int = 1  # ranks of the instance on this node
+    node_ranks: int = 1  # ranks of the whole job on this node: they share its cores
+    cores: int = field(default_factory=lambda: available_cores())  # this rank's cores, for its thread pools
     nodes: int = 1  # nodes the instance spans
     mode: str = "DDP"  # framework.distributed_mode
     master_addr: str = "127.0.0.1"
@@ -51,6 +53,14 @@ class Parallel:
     @property
     def distributed(self) -> bool:
         return self.size > 1
+
+
+def available_cores(ranks_on_node: int = 1) -> int:
+    """The cores this process may use: its CPU affinity if the launcher bound it, else a fair share of the node's."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if allowed < (os.cpu_count() or allowed):
+        return allowed  # bound by the launcher (mpirun binds to cores by default), or limited by a cgroup
+    return max(allowed // ranks_on_node, 1)
 
 
 SINGLE = Parallel()
@@ -82,6 +92,7 @@ def setup(cfg: DictConfig, environ: Optional[dict] = None) -> Parallel:
     _check_batches(cfg, comm.size)
     return Parallel(
         rank=comm.rank, size=comm.size, local_rank=placement.local_rank, local_size=mine.count(hosts[placement.rank]),
+        node_ranks=hosts.count(hosts[placement.rank]), cores=available_cores(hosts.count(hosts[placement.rank])),
         nodes=len(set(mine)), mode=cfg.framework.distributed_mode.value, master_addr=address, master_port=port,
         timeout_s=cfg.run.distributed_timeout, instance=instance, instances=instances, world_rank=placement.rank,
         launcher=placement.launcher, comm=comm, world=world, mpi_comm=getattr(comm, "comm", None),

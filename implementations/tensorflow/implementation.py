@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from benchmark.config.schema import ComputeMode, OptimizerKind, Precision
 from benchmark.data.batch import N_PLANES, VoxelBatch
 from benchmark.errors import BenchmarkError, DataError
-from benchmark.implementation import Implementation, ModelCost, Parallel, StepResult
+from benchmark.implementation import SINGLE, Implementation, ModelCost, Parallel, StepResult
 
 from .confusion import confusion, predictions
 from .convert import keras_to_arrays, torch_to_keras
@@ -32,9 +32,8 @@ from .uresnet2d import build_uresnet, count_parameters
 _FORMAT_VERSION = 1
 
 
-def set_threads(intra: int, inter: int, ranks_per_node: int = 1) -> int:
-    """Apply the thread settings, capped at this rank's share of the cores; ignored once TF has started."""
-    cores = max((os.cpu_count() or 1) // ranks_per_node, 1)
+def set_threads(intra: int, inter: int, cores: int) -> int:
+    """Apply the thread settings, capped at this rank's `cores`; ignored once TF has started."""
     threads = min(intra, cores) if intra > 0 else cores
     with contextlib.suppress(RuntimeError):
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -127,11 +126,11 @@ class TensorFlowDense2D(Implementation):
     def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
         self.cfg = cfg
         self.image_shape = tuple(image_shape)
-        local_rank, local_size = (parallel.local_rank, parallel.local_size) if parallel else (0, 1)
+        parallel = parallel or SINGLE
         self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads,
-                                   ranks_per_node=local_size)
+                                   parallel.cores)
         self.hvd = _horovod(parallel)
-        self.device = select_device(cfg.run.compute_mode, local_rank)
+        self.device = select_device(cfg.run.compute_mode, parallel.local_rank)
         self.precision = Precision(cfg.run.precision)
         if self.device.startswith("/GPU"):
             # TF enables TF32 by default; float32 means true float32 as in torch.
@@ -150,7 +149,7 @@ class TensorFlowDense2D(Implementation):
                                  for i, v in enumerate(self.trainable)]
             if self.hvd is not None:  # every rank starts from rank 0's weights
                 for variable in self.model.weights:
-                    variable.assign(self.hvd.broadcast(variable.read_value(), root_rank=0))
+                    variable.assign(self.hvd.broadcast(tf.convert_to_tensor(variable), root_rank=0))
         self.loss_fn = SegmentationLoss(cfg.mode.optimizer.loss_balance_scheme)
         # Conv kernels only (not transposed ones): the L2 term is defined the same way in every framework.
         self._decayed = [layer.kernel for layer in self.model.layers

@@ -48,7 +48,11 @@ class DDPTraining(LocalTraining):
 
 
 class HorovodTraining(LocalTraining):
-    """horovod.torch: rank 0's weights at the start, gradients averaged by one grouped allreduce per update."""
+    """horovod.torch: rank 0's weights and buffers at the start, gradients averaged by one grouped allreduce per update.
+
+    Batch-norm running statistics stay each rank's own (as with DDP's buffers
+    on other ranks than 0); rank 0 saves its own.
+    """
 
     def __init__(self, model: nn.Module, parallel):
         try:
@@ -57,12 +61,15 @@ class HorovodTraining(LocalTraining):
             raise BenchmarkError(f"framework.distributed_mode=horovod but horovod.torch cannot be imported ({exc})") from exc
         self.hvd = hvd
         hvd.init(comm=parallel.mpi_comm)
-        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        # Horovod needs contiguous tensors; channels_last weights and gradients are not.
+        with torch.no_grad():
+            for name, tensor in model.state_dict().items():
+                tensor.copy_(hvd.broadcast(tensor.contiguous(), root_rank=0, name=f"initial.{name}"))
         super().__init__(model)
 
     def before_update(self, parameters: Iterable[torch.nn.Parameter]) -> None:
         with_grad = [p for p in parameters if p.grad is not None]
-        averaged = self.hvd.grouped_allreduce([p.grad for p in with_grad], op=self.hvd.Average)
+        averaged = self.hvd.grouped_allreduce([p.grad.contiguous() for p in with_grad], op=self.hvd.Average)
         for parameter, gradient in zip(with_grad, averaged):
             parameter.grad.copy_(gradient)
 

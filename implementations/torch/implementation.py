@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from benchmark.config.schema import DataFormat, OptimizerKind
 from benchmark.data.batch import VoxelBatch
 from benchmark.errors import DataError
-from benchmark.implementation import Implementation, ModelCost, Parallel, StepResult
+from benchmark.implementation import SINGLE, Implementation, ModelCost, Parallel, StepResult
 
 from .confusion import confusion, predictions
 from .cost import layer_table, measure_cost
@@ -28,10 +28,10 @@ class TorchDense2D(Implementation):
     def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
         self.cfg = cfg
         self.image_shape = tuple(image_shape)
-        local_rank, local_size = (parallel.local_rank, parallel.local_size) if parallel else (0, 1)
-        self.device = select_device(cfg.run.compute_mode, local_rank)
+        parallel = parallel or SINGLE
+        self.device = select_device(cfg.run.compute_mode, parallel.local_rank)
         self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads,
-                                   ranks_per_node=local_size)
+                                   parallel.cores)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.run.seed)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from typing import ContextManager, Optional
 
@@ -25,9 +24,8 @@ def select_device(compute_mode: ComputeMode, local_rank: int = 0) -> torch.devic
     return torch.device("cpu")
 
 
-def set_threads(intra: int, inter: int, ranks_per_node: int = 1) -> int:
-    """Apply the thread settings, capped at this rank's share of the cores present (more only slows)."""
-    cores = max((os.cpu_count() or 1) // ranks_per_node, 1)
+def set_threads(intra: int, inter: int, cores: int) -> int:
+    """Apply the thread settings, capped at this rank's `cores` (more only slows)."""
     threads = min(intra, cores) if intra > 0 else cores
     torch.set_num_threads(threads)
     if inter > 0:
