@@ -64,6 +64,8 @@ case "$CONV_MODE" in 2D|3D) ;; *) die "unknown convolution mode '$CONV_MODE': 2D
 case "$MODE" in DDP|horovod) ;; *) die "unknown distributed mode '$MODE': DDP or horovod" ;; esac
 [ -z "$SEED" ] || [[ "$SEED" =~ ^[1-9][0-9]*$ ]] || die "--seed must be a positive integer, not '$SEED'"
 RANKS_PER_NODE=${RANKS_PER_NODE:-$RANKS}
+[ "$LAUNCHER" != torchrun ] || [ "$RANKS" -eq "$RANKS_PER_NODE" ] \
+    || die "--launcher torchrun starts one node here; give a multi-node torchrun command as --launcher"
 
 scripts/setup.sh
 PY=.venv/bin/python
@@ -98,8 +100,7 @@ case "$LAUNCHER" in
     local) PREFIX=() ;;
     mpirun) PREFIX=(mpirun -n "$RANKS" --npernode "$RANKS_PER_NODE") ;;
     srun) PREFIX=(srun --ntasks "$RANKS" --ntasks-per-node "$RANKS_PER_NODE") ;;
-    torchrun) [ "$RANKS" -eq "$RANKS_PER_NODE" ] || die "--launcher torchrun starts one node here; give a multi-node torchrun command as --launcher"
-              PREFIX=(.venv/bin/torchrun --nproc-per-node "$RANKS" --no-python) ;;
+    torchrun) PREFIX=(.venv/bin/torchrun --nproc-per-node "$RANKS" --no-python) ;;
     *) read -r -a PREFIX <<< "$LAUNCHER" ;;
 esac
 DISTRIBUTED=()

@@ -84,7 +84,7 @@ def run_script(*args, cwd=ROOT):
         (["--ranks", "4", "--instances", "3"], "error: --instances must be a positive integer that divides --ranks (4)"),
         (["--framework", "jax"], "error: unknown framework 'jax'"),
         (["--distributed-mode", "mpi"], "error: unknown distributed mode 'mpi'"),
-        (["--launcher", "torchrun", "--ranks", "4", "--ranks-per-node", "2", "--system", "cpu-2core-debian12"],
+        (["--launcher", "torchrun", "--ranks", "4", "--ranks-per-node", "2"],
          "--launcher torchrun starts one node here"),
     ],
 )
