@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ContextManager, Dict, Tuple
+from typing import Any, ContextManager, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -121,6 +121,13 @@ class Implementation(abc.ABC):
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak for `peak_memory_bytes` (where the device allows it; the host's RSS peak cannot be reset)."""
+
+    def memory_bandwidth_gb_s(self) -> Optional[float]:
+        """The device's measured memory bandwidth, GB/s (read + write of a large copy); None: the host's."""
+        return None
 
     def checkpoint_suffix(self) -> str:
         return ".ckpt"

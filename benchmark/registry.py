@@ -15,6 +15,11 @@ from omegaconf import DictConfig
 from benchmark.errors import ConfigError
 from benchmark.implementation import Implementation
 
+# framework.optimized=true: the same models through a faster execution path
+_OPTIMIZED = {
+    ("torch", "2D"): "implementations.torch.implementation:TorchOptimized2D",
+    ("torch", "3D"): "implementations.torch.implementation:TorchOptimized3D",
+}
 _IMPLEMENTATIONS = {
     ("torch", "2D"): "implementations.torch.implementation:TorchDense2D",
     ("torch", "3D"): "implementations.torch.implementation:TorchDense3D",
@@ -43,6 +48,10 @@ def key_of(cfg: DictConfig) -> Tuple[str, str]:
 
 def check_available(cfg: DictConfig) -> None:
     """Refuse a combination that has no implementation, before any work."""
+    if cfg.framework.optimized and key_of(cfg) not in _OPTIMIZED:
+        framework, mode = key_of(cfg)
+        raise ConfigError(f"framework.optimized=true: there is no optimized path for framework.name={framework} "
+                          f"network.conv_mode={mode} (PyTorch only)")
     if key_of(cfg) not in _IMPLEMENTATIONS:
         available = ", ".join(f"framework.name={f} network.conv_mode={m}" for f, m in _IMPLEMENTATIONS)
         framework, mode = key_of(cfg)
@@ -54,5 +63,6 @@ def check_available(cfg: DictConfig) -> None:
 def load_class(cfg: DictConfig) -> Type[Implementation]:
     check_available(cfg)
     os.environ.update({str(k): str(v) for k, v in cfg.framework.environment_variables.items()})
-    module_name, class_name = _IMPLEMENTATIONS[key_of(cfg)].split(":")
+    table = _OPTIMIZED if cfg.framework.optimized else _IMPLEMENTATIONS
+    module_name, class_name = table[key_of(cfg)].split(":")
     return getattr(importlib.import_module(module_name), class_name)

@@ -123,6 +123,7 @@ class FrameworkConfig:
     inter_op_parallelism_threads: int = field(default=2, metadata=_doc("threads running independent operations (0: framework default)"))
     intra_op_parallelism_threads: int = field(default=24, metadata=_doc("threads inside one operation (0: framework default)"))
     name: FrameworkKind = field(default=FrameworkKind.torch, metadata=_doc("deep learning framework"))
+    optimized: bool = field(default=False, metadata=_doc("torch: the same model through the fast path (torch.compile, CUDA graphs, planes' batch-norm statistics pooled)"))
     xla: bool = field(default=False, metadata=_doc("tensorflow: compile the training and evaluation steps with XLA"))
 
 

@@ -42,6 +42,7 @@ class TorchDense2D(Implementation):
         self.scaler = self.policy.grad_scaler()
         self.optimizer = self._optimizer()
         self.training = data_parallel(self.model, parallel, self.device)
+        self.evaluation_model = self.model  # the evaluation forward (the optimized path compiles it)
         self.accumulation = cfg.mode.optimizer.gradient_accumulation
         self._micro_batches = 0
         self.loss_fn = SegmentationLoss(cfg.mode.optimizer.loss_balance_scheme)
@@ -88,13 +89,18 @@ class TorchDense2D(Implementation):
         """Scatter the voxels into dense tensors on the device (uint8 labels)."""
         h, w = batch.image_shape
         size = batch.batch_size * 3 * h * w
-        flat = torch.from_numpy(batch.flat_index()).to(self.device, non_blocking=True)
+        flat = self._host(batch.flat_index()).to(self.device, non_blocking=True)
         image = torch.zeros(size, dtype=torch.float32, device=self.device)
         label = torch.zeros(size, dtype=torch.uint8, device=self.device)
-        image[flat] = torch.from_numpy(batch.value).to(self.device, non_blocking=True)
-        label[flat] = torch.from_numpy(batch.label).to(self.device, non_blocking=True)
+        image[flat] = self._host(batch.value).to(self.device, non_blocking=True)
+        label[flat] = self._host(batch.label).to(self.device, non_blocking=True)
         shape = (batch.batch_size, 3, h, w)
         return image.view(shape).contiguous(memory_format=self.memory_format), label.view(shape)
+
+    def _host(self, array: np.ndarray) -> torch.Tensor:
+        """A host tensor for a copy to the device: pinned for CUDA, so the copy runs asynchronously."""
+        tensor = torch.from_numpy(array)
+        return tensor.pin_memory() if self.device.type == "cuda" else tensor
 
     def _l2_penalty(self) -> torch.Tensor:
         return self.cfg.network.weight_decay * sum(w.pow(2).sum() for w in self._decayed)
@@ -125,7 +131,7 @@ class TorchDense2D(Implementation):
         self.model.eval()
         image, label = self._to_device(batch)
         with self.policy.autocast():
-            logits = self.model(image)
+            logits = self.evaluation_model(image)
         return StepResult(
             loss=self.loss_fn(logits, label),
             confusion=confusion(logits, label),
@@ -156,6 +162,24 @@ class TorchDense2D(Implementation):
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device)
         return super().peak_memory_bytes()
+
+    def reset_peak_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def memory_bandwidth_gb_s(self) -> Optional[float]:
+        if self.device.type != "cuda":
+            return None
+        source = torch.empty(2**28, dtype=torch.float32, device=self.device)  # 1 GiB
+        target = torch.empty_like(source)
+        target.copy_(source)
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
+            target.copy_(source)
+        stop.record()
+        stop.synchronize()
+        return 10 * 2 * source.numel() * 4 / (start.elapsed_time(stop) / 1e3) / 1e9
 
     # -- state -------------------------------------------------------------
     def save(self, path: str) -> None:
@@ -219,3 +243,41 @@ class TorchDense3D(TorchDense2D):
     def _model_memory_format(self, channels_last: bool) -> torch.memory_format:
         # 5-D weights: channels_last_3d is the 3-D counterpart of NHWC.
         return torch.channels_last_3d if channels_last else torch.contiguous_format
+
+
+class _Compiled:
+    """The reference models, executed by torch.compile.
+
+    Shared with the reference: the model definition, the weights' layout
+    and checkpoints, the optimizer, loss and metrics. Different: batch
+    normalisation pools the three folded planes' statistics in training (one
+    kernel instead of three; evaluation is the same function), and the
+    training and evaluation forwards are compiled (on CUDA in
+    "reduce-overhead" mode, i.e. CUDA graphs over the static shapes).
+    """
+
+    def _compile(self) -> None:
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        self.training.train_model = torch.compile(self.training.train_model, mode=mode, dynamic=False)
+        self.evaluation_model = torch.compile(self.model, mode=mode, dynamic=False)
+
+
+class TorchOptimized2D(_Compiled, TorchDense2D):
+    name = "torch-2D-optimized"
+
+    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
+        super().__init__(cfg, image_shape, parallel)
+        self._compile()
+
+    def _build(self) -> torch.nn.Module:
+        return UResNet(self.cfg.network, per_plane_batch_norm=False)
+
+
+class TorchOptimized3D(_Compiled, TorchDense3D):
+    """The 3D model compiled (its batch norm already pools the planes)."""
+
+    name = "torch-3D-optimized"
+
+    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
+        super().__init__(cfg, image_shape, parallel)
+        self._compile()

@@ -1,0 +1,226 @@
+"""The reference and the optimized PyTorch paths, timed side by side in one process.
+
+    python -m benchmark.perf [--network uresnet] [--downsample 1] [--batch 4] [--precision float32]
+                             [--steps 10] [--warmup 3] [--paths reference optimized] [--max-batch GIB]
+                             [--bandwidth GB/s] [key=value ...]
+
+A script that prints figures, not a test. Each path trains `--steps` timed
+steps (after `--warmup` untimed ones, which include torch.compile's
+compilation) on synthetic events at the given network, resolution, batch
+and precision, on the GPU when there is one (`run.compute_mode=CPU` to
+force the CPU). Printed per path: images/s and the ratio to the reference,
+peak memory, FLOP per image and achieved TFLOP/s (the training step's FLOP
+as counted by `mode=summary`), and the share of the memory-bandwidth
+roofline: the images/s that the device's bandwidth would allow if a
+training step moved only its saved activations twice (written in the
+forward pass, read in the backward pass), i.e. an upper bound for the
+unfused graph. The bandwidth is measured with a large copy (or given with
+`--bandwidth`). The input pipeline's images/s at the same resolution and
+batch is printed too, so that a data bottleneck shows. `--max-batch GIB`
+searches the largest batch whose training step fits GIB of device memory
+(measured on a GPU; on the CPU estimated from the counted activations,
+weights and optimizer state).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from benchmark import config, registry
+from benchmark.config.validate import check_image_shape
+from benchmark.data.pipeline import load_batch
+from benchmark.data.sampler import EpochSampler
+from benchmark.data.synthetic import SBND_SHAPE, SyntheticSource
+from benchmark.datasets import open_loader
+from benchmark.errors import BenchmarkError
+
+PATHS = {"reference": "framework.optimized=false", "optimized": "framework.optimized=true"}
+EVENTS = 64  # distinct synthetic events cycled through by the timed steps
+
+
+@dataclass
+class Figures:
+    path: str
+    implementation: str
+    images_per_second: float
+    peak_memory_gib: float
+    memory_measured: bool  # False: the process's peak RSS, which only grows (CPU)
+    forward_gflop: float
+    train_tflop_per_s: float
+    roofline_images_per_second: float
+
+    @property
+    def roofline_share(self) -> float:
+        return self.images_per_second / self.roofline_images_per_second
+
+
+def _configuration(args, path: str, batch: int):
+    tokens = ["run.id=perf", f"network={args.network}", f"data.downsample={args.downsample}", "data.synthetic=true",
+              f"data.synthetic_events={EVENTS}", "data.seed=1", "run.seed=1", f"run.minibatch_size={batch}",
+              f"run.precision={args.precision}", "mode.optimizer.lr_schedule=flat", PATHS[path], *args.settings]
+    return config.load(tokens)
+
+
+def _implementation(args, path: str, batch: int):
+    cfg = _configuration(args, path, batch)
+    shape = check_image_shape(SBND_SHAPE, cfg.data.downsample, cfg.network.network_depth)
+    return registry.load_class(cfg)(cfg, shape), shape
+
+
+def _batches(args, batch: int):
+    source = SyntheticSource(EVENTS, seed=1)
+    return [load_batch(source, (np.arange(batch) + i * batch) % EVENTS, args.downsample) for i in range(EVENTS // batch or 1)]
+
+
+def _train_steps(impl, batches, steps: int) -> float:
+    """Seconds for `steps` training steps (synchronised at both ends)."""
+    impl.synchronize()
+    begin = time.perf_counter()
+    for step in range(steps):
+        impl.accumulate(batches[step % len(batches)], 1.0)
+        impl.apply_update(1e-4)
+    impl.synchronize()
+    return time.perf_counter() - begin
+
+
+def measure(args, path: str, bandwidth_gb_s: float) -> Figures:
+    impl, shape = _implementation(args, path, args.batch)
+    batches = _batches(args, args.batch)
+    _train_steps(impl, batches, args.warmup)
+    impl.reset_peak_memory()
+    seconds = _train_steps(impl, batches, args.steps)
+    rate = args.steps * args.batch / seconds
+    cost = impl.cost(shape)
+    roofline = bandwidth_gb_s * 1e9 / (2.0 * cost.activation_bytes)
+    peak, measured = impl.peak_memory_bytes(), impl.device_description().startswith("cuda")
+    return Figures(path, impl.name, rate, peak / 2**30, measured, cost.forward_flop / 1e9,
+                   cost.train_step_flop * rate / 1e12, roofline)
+
+
+def input_pipeline_rate(args, steps: int) -> float:
+    """Images/s that the loader delivers at this resolution and batch (synthetic events, the run's workers)."""
+    cfg = _configuration(args, "reference", args.batch)
+    source = SyntheticSource(max(EVENTS, args.batch), seed=1)
+    sampler = EpochSampler(len(source), args.batch, seed=1)
+    with open_loader(cfg, source, sampler) as loader:
+        loader.get(0)
+        begin = time.perf_counter()
+        for step in range(1, steps + 1):
+            loader.get(step)
+        return steps * args.batch / (time.perf_counter() - begin)
+
+
+def host_bandwidth_gb_s() -> float:
+    """Read+write bandwidth of a 256 MiB copy in host memory (median of 5)."""
+    source = np.ones(2**28 // 8)
+    target = np.empty_like(source)
+    times = []
+    for _ in range(5):
+        begin = time.perf_counter()
+        np.copyto(target, source)
+        times.append(time.perf_counter() - begin)
+    return 2 * source.nbytes / statistics.median(times) / 1e9
+
+
+def largest_batch(fits: Callable[[int], bool], limit: int = 4096) -> int:
+    """The largest batch b <= limit with fits(b), assuming fits is monotone (0 if not even 1 fits)."""
+    low, high = 0, 1
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    high = min(high, limit + 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def max_batch(args, path: str, budget_gib: float) -> str:
+    impl, shape = _implementation(args, path, 1)
+    if impl.device_description().startswith("cuda"):
+        def fits(batch: int) -> bool:
+            trial, _ = _implementation(args, path, batch)
+            trial.reset_peak_memory()
+            try:
+                _train_steps(trial, _batches(args, batch)[:1], 1)
+                peak = trial.peak_memory_bytes()
+            except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+                if "out of memory" not in str(exc).lower():
+                    raise
+                return False
+            finally:
+                del trial
+                gc.collect()  # the next trial reuses the memory
+            return peak <= budget_gib * 2**30
+        return f"{largest_batch(fits)} (measured)"
+    # CPU: weights, gradients and two Adam moments in float32, plus the saved activations per image.
+    fixed = 16.0 * impl.parameter_count()
+    per_image = impl.cost(shape).activation_bytes
+    return f"{largest_batch(lambda b: fixed + b * per_image <= budget_gib * 2**30)} (estimated)"
+
+
+def table(figures: Sequence[Figures], pipeline: float, bandwidth: float, source: str) -> str:
+    base = next((f for f in figures if f.path == "reference"), figures[0])
+    lines = ["| path | implementation | images/s | x reference | peak memory (GiB) | forward GFLOP/image | "
+             "achieved TFLOP/s | roofline share |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for f in figures:
+        memory = f"{f.peak_memory_gib:.2f}" + ("" if f.memory_measured else " (process RSS)")
+        lines.append(f"| {f.path} | {f.implementation} | {f.images_per_second:.2f} | "
+                     f"{f.images_per_second / base.images_per_second:.2f} | {memory} | {f.forward_gflop:.1f} | "
+                     f"{f.train_tflop_per_s:.3f} | {f.roofline_share:.1%} |")
+    lines.append(f"\ninput pipeline: {pipeline:.1f} images/s; memory bandwidth {bandwidth:.0f} GB/s ({source})")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.splitlines()[0])
+    parser.add_argument("--network", default="uresnet")
+    parser.add_argument("--downsample", type=int, default=1, help="resolution: 1280x2048 / 2^downsample (1: 640x1024)")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "mixed", "bfloat16"])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument("--max-batch", type=float, metavar="GIB", help="also search the largest batch that fits GIB")
+    parser.add_argument("--bandwidth", type=float, metavar="GB/s", help="device memory bandwidth (default: measured)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args, settings = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    args.settings = settings
+    if min(args.batch, args.steps) < 1 or args.warmup < 0:
+        print("error: --batch and --steps must be >= 1, --warmup >= 0", file=sys.stderr)
+        return 2
+    try:
+        probe, _ = _implementation(args, "reference", args.batch)
+        if args.bandwidth:
+            bandwidth, source = args.bandwidth, "given"
+        else:
+            bandwidth, source = probe.memory_bandwidth_gb_s() or host_bandwidth_gb_s(), "measured copy"
+        del probe
+        figures: List[Figures] = []
+        for path in args.paths:
+            figures.append(measure(args, path, bandwidth))
+            print(f"{path}: {figures[-1].images_per_second:.2f} images/s", flush=True)
+        pipeline = input_pipeline_rate(args, steps=max(args.steps, 5))
+        print(f"\n{args.network} at {SBND_SHAPE[0] >> args.downsample}x{SBND_SHAPE[1] >> args.downsample}, batch "
+              f"{args.batch}, {args.precision}, {args.steps} timed steps after {args.warmup}\n")
+        print(table(figures, pipeline, bandwidth, source))
+        if args.max_batch:
+            for path in args.paths:
+                print(f"largest batch within {args.max_batch:g} GiB, {path}: {max_batch(args, path, args.max_batch)}")
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The optimized PyTorch path (framework.optimized=true): the reference's function, compiled; and the perf script."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+from tiny import TINY_NETWORK, TINY_SHAPE
+
+from benchmark import config, registry
+from benchmark.cli import main
+from benchmark.data.pipeline import load_batch
+from benchmark.data.synthetic import SyntheticSource
+from benchmark.errors import ConfigError
+from benchmark.perf import largest_batch, main as perf_main
+
+TOKENS = ["run.id=o", *TINY_NETWORK, "run.seed=3"]
+
+
+def implementation(optimized: bool, *extra):
+    cfg = config.load([*TOKENS, f"framework.optimized={str(optimized).lower()}", *extra])
+    return registry.load_class(cfg)(cfg, TINY_SHAPE)
+
+
+@pytest.mark.parametrize("mode", ["2D", "3D"])
+def test_the_optimized_path_is_the_reference_model_compiled(mode):
+    reference, optimized = (implementation(flag, f"network.conv_mode={mode}") for flag in (False, True))
+    assert optimized.name == f"torch-{mode}-optimized"
+    assert optimized.parameter_count() == reference.parameter_count()
+    optimized.import_weights(reference.export_weights())  # one checkpoint layout for both
+    batch = load_batch(SyntheticSource(8, seed=9), np.arange(4), downsample=5)
+    image, _ = reference._to_device(batch)
+    reference.model.eval()
+    optimized.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(optimized.evaluation_model(image), reference.model(image), rtol=1e-4, atol=1e-5)
+    want, got = reference.evaluate(batch, with_predictions=True), optimized.evaluate(batch, with_predictions=True)
+    np.testing.assert_allclose(got.loss.item(), want.loss.item(), rtol=1e-5)
+    assert (got.predictions != want.predictions).float().mean() < 1e-3
+
+
+def test_a_short_training_run_follows_the_reference_loss_curve(tmp_path):
+    common = ["data.synthetic=true", "data.synthetic_events=16", *TINY_NETWORK, "run.minibatch_size=4", "run.seed=11",
+              "data.seed=5", "run.iterations=8", "run.aux_iterations=0", "mode.optimizer.lr_schedule=flat",
+              "mode.optimizer.learning_rate=0.01"]
+    curves = {}
+    for optimized in ("false", "true"):
+        out = tmp_path / optimized
+        assert main(["mode=train", "run.id=c", f"run.output_dir={out}", f"framework.optimized={optimized}", *common]) == 0
+        with open(out / "train_metrics.csv") as handle:
+            curves[optimized] = np.array([float(row["loss"]) for row in csv.DictReader(handle)])
+    # Pooled batch-norm statistics change the arithmetic a little; the curve must stay the reference's.
+    np.testing.assert_allclose(curves["true"], curves["false"], rtol=0.05)
+    assert curves["true"][-1] < curves["true"][0]
+
+
+def test_there_is_no_optimized_tensorflow_path():
+    with pytest.raises(ConfigError, match="no optimized path for framework.name=tensorflow"):
+        registry.check_available(config.load(["run.id=x", "framework.name=tensorflow", "framework.optimized=true"]))
+
+
+@pytest.mark.parametrize("budget, expected", [(0, 0), (1, 1), (7, 7), (8, 8), (100, 100), (10_000, 4096)])
+def test_largest_batch_search(budget, expected):
+    calls = []
+
+    def fits(batch):
+        calls.append(batch)
+        return batch <= budget
+
+    assert largest_batch(fits) == expected
+    assert len(calls) < 30
+
+
+def test_the_perf_script_prints_its_table(capsys):
+    status = perf_main(["--network", "a21", "--downsample", "5", "--batch", "2", "--steps", "2", "--warmup", "1",
+                        "--paths", "reference", "--max-batch", "1", "network.network_depth=2", "run.compute_mode=CPU"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "| reference | torch-2D |" in out and "input pipeline:" in out and "roofline share" in out
+    assert "largest batch within 1 GiB, reference:" in out and "(estimated)" in out
