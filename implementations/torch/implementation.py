@@ -105,13 +105,17 @@ class TorchDense2D(Implementation):
     def _l2_penalty(self) -> torch.Tensor:
         return self.cfg.network.weight_decay * sum(w.pow(2).sum() for w in self._decayed)
 
+    def _forward(self, model: torch.nn.Module, batch: VoxelBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, 3, 3, H, W], labels [B, 3, H, W]) of `batch` through `model`, under the precision's autocast."""
+        image, label = self._to_device(batch)
+        with self.policy.autocast():
+            return model(image), label
+
     def accumulate(self, batch: VoxelBatch, weight: float) -> StepResult:
         self.model.train()
-        image, label = self._to_device(batch)
         self._micro_batches += 1
         with self.training.backward_context(self._micro_batches % self.accumulation == 0):
-            with self.policy.autocast():
-                logits = self.training.train_model(image)
+            logits, label = self._forward(self.training.train_model, batch)
             loss = self.loss_fn(logits, label)
             total = loss + self._l2_penalty() if self.cfg.network.weight_decay > 0 else loss
             self.scaler.scale(total * weight).backward()
@@ -129,9 +133,7 @@ class TorchDense2D(Implementation):
     @torch.no_grad()
     def evaluate(self, batch: VoxelBatch, with_predictions: bool = False) -> StepResult:
         self.model.eval()
-        image, label = self._to_device(batch)
-        with self.policy.autocast():
-            logits = self.evaluation_model(image)
+        logits, label = self._forward(self.evaluation_model, batch)
         return StepResult(
             loss=self.loss_fn(logits, label),
             confusion=confusion(logits, label),
