@@ -23,6 +23,7 @@ _OPTIMIZED = {
 _IMPLEMENTATIONS = {
     ("torch", "2D"): "implementations.torch.implementation:TorchDense2D",
     ("torch", "3D"): "implementations.torch.implementation:TorchDense3D",
+    ("torch", "sparse"): "implementations.torch.sparse_implementation:TorchSparse",
     ("tensorflow", "2D"): "implementations.tensorflow.implementation:TensorFlowDense2D",
     ("tensorflow", "3D"): "implementations.tensorflow.implementation:TensorFlowDense3D",
 }

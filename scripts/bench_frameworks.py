@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""PyTorch and TensorFlow, 2D and 3D, side by side: training and inference images/s at one small configuration.
+"""The implementations side by side (PyTorch and TensorFlow, 2D, 3D and sparse): images/s and peak memory.
 
 A script that prints figures, not a test. Each (framework, convolution mode)
 runs in its own process through bin/exec.py, on the same synthetic events and
 the same network, so the numbers differ only by the implementation:
 
-    .venv/bin/python scripts/bench_frameworks.py [--repeats N] [key=value ...]
+    .venv/bin/python scripts/bench_frameworks.py [--repeats N] [--modes 2D 3D sparse] [key=value ...]
 
 Extra key=value settings go to every run (e.g. run.compute_mode=GPU
 data.downsample=1 to size it for an accelerator). TensorFlow runs with and
@@ -27,11 +27,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (label, framework, convolution mode, settings of that row alone)
 COMBINATIONS = [(label, framework, mode, settings) for mode in ("2D", "3D") for label, framework, settings in (
     ("torch", "torch", []), ("tensorflow", "tensorflow", []), ("tensorflow + XLA", "tensorflow", ["framework.xla=true"]))]
+COMBINATIONS.append(("torch", "torch", "sparse", []))
 # a21 two levels shallower on 160x256 images (data.downsample=3): a few seconds per step on two cores.
 SMALL = ["network=a21", "network.network_depth=4", "data.downsample=3", "data.synthetic=true",
          "data.synthetic_events=64", "data.seed=1", "run.seed=1", "run.minibatch_size=4", "run.compute_mode=CPU"]
 THROUGHPUT = re.compile(r"^throughput: ([0-9.]+) images/s")
 PARAMETERS = re.compile(r"^trainable parameters: ([0-9,]+)")
+PEAK = re.compile(r"^peak memory: ([0-9.]+) GiB")
 
 
 def run(mode: str, framework: str, conv_mode: str, extra: Sequence[str], output: str) -> Dict[str, str]:
@@ -50,7 +52,7 @@ def run(mode: str, framework: str, conv_mode: str, extra: Sequence[str], output:
         raise SystemExit(f"{framework} {conv_mode} {mode} failed: {tail}")
     found: Dict[str, str] = {}
     for line in done.stdout.splitlines():
-        for name, pattern in (("images/s", THROUGHPUT), ("parameters", PARAMETERS)):
+        for name, pattern in (("images/s", THROUGHPUT), ("parameters", PARAMETERS), ("peak GiB", PEAK)):
             if (match := pattern.match(line)):
                 found[name] = match.group(1)
     return found
@@ -59,28 +61,30 @@ def run(mode: str, framework: str, conv_mode: str, extra: Sequence[str], output:
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", default=["2D", "3D", "sparse"], choices=["2D", "3D", "sparse"])
     args, extra = parser.parse_known_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-frameworks-") as scratch:
-        for label, framework, conv_mode, settings in COMBINATIONS:
-            cell = {"train": [], "inference": []}
+        for label, framework, conv_mode, settings in [c for c in COMBINATIONS if c[2] in args.modes]:
+            cell = {"train": [], "inference": [], "peak": []}
             parameters = ""
             for repeat in range(args.repeats):
                 output = os.path.join(scratch, f"{label}-{conv_mode}-{repeat}".replace(" + ", "-"))
                 trained = run("train", framework, conv_mode, [*settings, *extra], output)
                 parameters = trained["parameters"]
                 cell["train"].append(float(trained["images/s"]))
+                cell["peak"].append(float(trained["peak GiB"]))
                 cell["inference"].append(float(run("inference", framework, conv_mode, [*settings, *extra], output)["images/s"]))
                 print(f"{label:<16} {conv_mode}  run {repeat + 1}: train {cell['train'][-1]:.2f}, "
                       f"inference {cell['inference'][-1]:.2f} images/s", flush=True)
             rows.append((label, conv_mode, parameters, statistics.median(cell["train"]),
-                         statistics.median(cell["inference"])))
+                         statistics.median(cell["inference"]), max(cell["peak"])))
     print(f"\nsettings: {' '.join(SMALL + list(extra))}; median of {args.repeats} runs; "
           "train: 10 steps, first 2 left out; inference: the 64 events\n")
-    print("| framework | conv_mode | parameters | train images/s | inference images/s |")
-    print("|---|---|---:|---:|---:|")
-    for label, conv_mode, parameters, train, inference in rows:
-        print(f"| {label} | {conv_mode} | {parameters} | {train:.2f} | {inference:.2f} |")
+    print("| framework | conv_mode | parameters | train images/s | inference images/s | training peak memory (GiB) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, conv_mode, parameters, train, inference, peak in rows:
+        print(f"| {label} | {conv_mode} | {parameters} | {train:.2f} | {inference:.2f} | {peak:.2f} |")
     return 0
 
 

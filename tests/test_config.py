@@ -167,12 +167,15 @@ def test_image_size_rule_of_the_original(tmp_path, capsys, depth, downsample):
     assert not out.exists()
 
 
-def test_every_framework_and_convolution_mode_has_an_implementation():
+def test_every_framework_and_convolution_mode_has_an_implementation_but_tensorflow_sparse():
     from benchmark import registry
 
     for framework in ("torch", "tensorflow"):
         for mode in ("2D", "3D"):
             registry.check_available(config.load(["run.id=x", f"framework.name={framework}", f"network.conv_mode={mode}"]))
+    registry.check_available(config.load(["run.id=x", "network.conv_mode=sparse"]))
+    with pytest.raises(ConfigError, match="framework.name=tensorflow with network.conv_mode=sparse has no implementation"):
+        registry.check_available(config.load(["run.id=x", "framework.name=tensorflow", "network.conv_mode=sparse"]))
 
 
 def test_unavailable_implementation_is_refused(monkeypatch):

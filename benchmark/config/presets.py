@@ -25,6 +25,8 @@ NETWORK_PRESETS: Dict[str, Mapping[str, object]] = {
     "scc21": {"batch_norm": False},
     # The default with the planes as a depth axis (3D convolutions): 18,381,459 parameters.
     "uresnet3d": {"conv_mode": "3D"},
+    # The default on spconv: the charged pixels only (see implementations/torch/uresnet_sparse.py).
+    "uresnet_sparse": {"conv_mode": "sparse"},
 }
 
 # `data=synthetic` / `data=real` as in the original's data group.

@@ -95,6 +95,7 @@ class Upsampling(enum.Enum):
 class ConvMode(enum.Enum):
     conv_2D = "2D"
     conv_3D = "3D"
+    sparse = "sparse"
 
 
 def _doc(text: str) -> dict:
@@ -157,7 +158,7 @@ class NetworkConfig:
     blocks_per_layer: int = field(default=2, metadata=_doc("blocks on each side of every level"))
     bottleneck_deepest: int = field(default=256, metadata=_doc("channels in the deepest layer"))
     connections: Connection = field(default=Connection.concat, metadata=_doc("skip connections between the down and up paths"))
-    conv_mode: ConvMode = field(default=ConvMode.conv_2D, metadata=_doc("2D: planes through shared 2D convolutions; 3D: planes as a depth axis"))
+    conv_mode: ConvMode = field(default=ConvMode.conv_2D, metadata=_doc("2D: planes through shared 2D convolutions; 3D: planes as a depth axis; sparse: submanifold convolutions on the charged pixels (torch, spconv)"))
     data_format: DataFormat = field(default=DataFormat.channels_last, metadata=_doc("kept for compatibility with the original; the layout is data.data_format"))
     downsampling: Downsampling = field(default=Downsampling.max_pooling, metadata=_doc("how each level halves the resolution"))
     filter_size_deepest: int = field(default=5, metadata=_doc("kernel size in the deepest layer"))
