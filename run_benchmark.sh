@@ -12,7 +12,7 @@ usage: ./run_benchmark.sh [options] [-- key=value ...]
   --system NAME        system description systems/NAME.json (default: this host; described on first use)
   --benchmark NAME     closed | mini | throughput (default: mini)
   --framework NAME     torch | tensorflow (default: torch)
-  --conv-mode MODE     2D | 3D (default: 2D)
+  --conv-mode MODE     2D | 3D | sparse (default: 2D; sparse: PyTorch on spconv)
   --runs N             number of runs (default: 1; a submission needs the benchmark's count, 5 for closed and mini)
   --launcher L         local | mpirun | srun | torchrun | any command prefix (default: local)
   --ranks N            total ranks (default: 1); more than one runs data-parallel (run.distributed=true)
@@ -59,7 +59,7 @@ case "$BENCHMARK" in closed|mini|throughput) ;; *) die "unknown benchmark '$BENC
 [[ "$INSTANCES" =~ ^[1-9][0-9]*$ ]] && [ $((RANKS % INSTANCES)) -eq 0 ] \
     || die "--instances must be a positive integer that divides --ranks ($RANKS), not '$INSTANCES'"
 case "$FRAMEWORK" in torch|tensorflow) ;; *) die "unknown framework '$FRAMEWORK': torch or tensorflow" ;; esac
-case "$CONV_MODE" in 2D|3D) ;; *) die "unknown convolution mode '$CONV_MODE': 2D or 3D" ;; esac
+case "$CONV_MODE" in 2D|3D|sparse) ;; *) die "unknown convolution mode '$CONV_MODE': 2D, 3D or sparse" ;; esac
 [ -n "$MODE" ] || { [ "$FRAMEWORK" = tensorflow ] && MODE=horovod || MODE=DDP; }
 case "$MODE" in DDP|horovod) ;; *) die "unknown distributed mode '$MODE': DDP or horovod" ;; esac
 [ -z "$SEED" ] || [[ "$SEED" =~ ^[1-9][0-9]*$ ]] || die "--seed must be a positive integer, not '$SEED'"

@@ -1,5 +1,5 @@
-"""The sparse implementation (network.conv_mode=sparse) through the harness: training, resume, inference,
-summary, MLPerf logs, precision, and a 2-rank DDP run."""
+"""The sparse implementation (network.conv_mode=sparse) through the harness: training, profiling, resume,
+inference, summary, MLPerf logs, precision, and a 2-rank DDP run."""
 import csv
 import json
 import os
@@ -31,8 +31,9 @@ def losses(out):
 
 def test_sparse_trains_resumes_and_infers(tmp_path, capsys):
     common = ["run.aux_iterations=2", "mode.checkpoint_iteration=2", "run.validation=full"]
-    assert run(tmp_path, "whole", "run.iterations=4", *common)[0] == 0
+    assert run(tmp_path, "whole", "run.iterations=4", "run.profile=true", *common)[0] == 0
     assert "implementation: torch-sparse" in capsys.readouterr().out
+    assert (tmp_path / "whole" / "profile" / "torch_trace.json").stat().st_size > 0
     assert run(tmp_path, "split", "run.iterations=2", *common)[0] == 0
     assert run(tmp_path, "split", "run.iterations=4", *common)[0] == 0
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
