@@ -98,6 +98,7 @@ class Implementation(abc.ABC):
     def load(self, path: str, weights_only: bool = False) -> None:
         """Restore what `save` wrote (only the model weights if `weights_only`)."""
 
+    @abc.abstractmethod
     def export_weights(self) -> Dict[str, np.ndarray]:
         """The model's weights in the exchange layout shared by every framework.
 
@@ -106,11 +107,10 @@ class Implementation(abc.ABC):
         batch-norm running statistics included, `num_batches_tracked` left
         out. `benchmark.convert` moves checkpoints between frameworks with it.
         """
-        raise NotImplementedError(f"{self.name} cannot export its weights")
 
+    @abc.abstractmethod
     def import_weights(self, weights: Dict[str, np.ndarray]) -> None:
         """Set the model's weights from the exchange layout; every weight must be present, nothing left over."""
-        raise NotImplementedError(f"{self.name} cannot import weights")
 
     def profile_steps(self, directory: str) -> ContextManager:
         """A context in which the framework's profiler traces the steps run inside it."""

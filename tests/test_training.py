@@ -172,23 +172,23 @@ def test_bad_batch_size_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "4 events are fewer than one global batch of 8" in err
 
 
+def assert_resumes_exactly(tmp_path, capsys, name, implementation, *settings):
+    """4 steps in one go, and 2 then 2 more after a restart from the checkpoint: the same losses."""
+    common = [*settings, "run.aux_iterations=2", "mode.checkpoint_iteration=2"]
+    assert run(tmp_path, f"{name}-whole", "run.iterations=4", *common)[0] == 0
+    assert f"implementation: {implementation}" in capsys.readouterr().out
+    assert run(tmp_path, f"{name}-split", "run.iterations=2", *common)[0] == 0
+    assert run(tmp_path, f"{name}-split", "run.iterations=4", *common)[0] == 0
+    assert losses(tmp_path / f"{name}-split") == losses(tmp_path / f"{name}-whole")
+    capsys.readouterr()
+
+
 def test_the_3d_network_trains_and_resumes_through_the_same_harness(tmp_path, capsys):
-    common = ["network.conv_mode=3D", "run.aux_iterations=2", "mode.checkpoint_iteration=2"]
-    assert run(tmp_path, "whole3d", "run.iterations=4", *common)[0] == 0
-    assert "implementation: torch-3D" in capsys.readouterr().out
-    assert run(tmp_path, "split3d", "run.iterations=2", *common)[0] == 0
-    assert run(tmp_path, "split3d", "run.iterations=4", *common)[0] == 0
-    assert losses(tmp_path / "split3d") == losses(tmp_path / "whole3d")
+    assert_resumes_exactly(tmp_path, capsys, "3d", "torch-3D", "network.conv_mode=3D")
 
 
 def test_tensorflow_trains_resumes_and_infers_through_the_same_harness(tmp_path, capsys):
-    common = ["framework.name=tensorflow", "run.aux_iterations=2", "mode.checkpoint_iteration=2"]
-    assert run(tmp_path, "tf-whole", "run.iterations=4", *common)[0] == 0
-    assert "implementation: tensorflow-2D" in capsys.readouterr().out
-    assert run(tmp_path, "tf-split", "run.iterations=2", *common)[0] == 0
-    assert run(tmp_path, "tf-split", "run.iterations=4", *common)[0] == 0
-    assert losses(tmp_path / "tf-split") == losses(tmp_path / "tf-whole")
-    capsys.readouterr()
+    assert_resumes_exactly(tmp_path, capsys, "tf", "tensorflow-2D", "framework.name=tensorflow")
     status, out = run(tmp_path, "tf-whole", "framework.name=tensorflow", "data.synthetic_events=4", mode="inference")
     assert status == 0 and "-- INFERENCE REPORT -- 4 events" in capsys.readouterr().out
     out = tmp_path / "tf-size"

@@ -60,7 +60,7 @@ def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
             batch = loader.get(index)
             share = _evaluate(impl, batch)
             # every rank's share, in rank order: together the global batch, each event once
-            shares = parallel.comm.allgather(share[:3]) if parallel.distributed else [share[:3]]
+            shares = parallel.comm.allgather(share[:3])
             throughput.add(sum(len(s[0]) for s in shares), time.perf_counter() - begin)
             for share_entries, confusion, loss in shares:
                 if len(share_entries):

@@ -39,10 +39,6 @@ class HostComm(abc.ABC):
     def barrier(self) -> None:
         """Wait until every rank is here."""
 
-    @abc.abstractmethod
-    def split(self, color: int) -> "HostComm":
-        """The ranks of the same `color` as a communicator of their own (rank order kept)."""
-
     def abort(self, status: int) -> None:
         """End the whole job now (every rank, every instance)."""
         sys.stdout.flush()
@@ -67,9 +63,6 @@ class SingleComm(HostComm):
 
     def barrier(self) -> None:
         pass
-
-    def split(self, color: int) -> "HostComm":
-        return self
 
 
 class MPIComm(HostComm):
@@ -100,7 +93,8 @@ class MPIComm(HostComm):
     def barrier(self) -> None:
         self.comm.Barrier()
 
-    def split(self, color: int) -> "HostComm":
+    def split(self, color: int) -> "MPIComm":
+        """The ranks of the same `color` as a communicator of their own (rank order kept): a weak-scaling instance."""
         return MPIComm(self.comm.Split(color, self.rank))
 
     def abort(self, status: int) -> None:
@@ -148,6 +142,3 @@ class TorchComm(HostComm):
 
     def barrier(self) -> None:
         self.dist.barrier()
-
-    def split(self, color: int) -> "HostComm":
-        raise NotImplementedError("run.instances > 1 needs an MPI launcher (mpirun, srun, mpiexec), not torchrun")

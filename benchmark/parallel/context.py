@@ -81,6 +81,7 @@ def setup(cfg: DictConfig, environ: Optional[dict] = None) -> Parallel:
     instances = cfg.run.instances
     per_instance = placement.size // instances
     instance = placement.rank // per_instance
+    # only an MPI world has instances: _check refuses them under torchrun, and a lone process has one rank
     comm = world.split(instance) if instances > 1 else world
     hosts = world.allgather(socket.gethostname())
     mine = hosts[instance * per_instance:(instance + 1) * per_instance]

@@ -87,15 +87,16 @@ class TorchDense2D(Implementation):
     # -- steps -------------------------------------------------------------
     def _to_device(self, batch: VoxelBatch) -> Tuple[torch.Tensor, torch.Tensor]:
         """Scatter the voxels into dense tensors on the device (uint8 labels)."""
-        h, w = batch.image_shape
-        size = batch.batch_size * 3 * h * w
         flat = self._host(batch.flat_index()).to(self.device, non_blocking=True)
-        image = torch.zeros(size, dtype=torch.float32, device=self.device)
-        label = torch.zeros(size, dtype=torch.uint8, device=self.device)
-        image[flat] = self._host(batch.value).to(self.device, non_blocking=True)
-        label[flat] = self._host(batch.label).to(self.device, non_blocking=True)
-        shape = (batch.batch_size, 3, h, w)
-        return image.view(shape).contiguous(memory_format=self.memory_format), label.view(shape)
+        image = self._scatter(batch, flat, batch.value, torch.float32)
+        return image.contiguous(memory_format=self.memory_format), self._scatter(batch, flat, batch.label, torch.uint8)
+
+    def _scatter(self, batch: VoxelBatch, flat: torch.Tensor, values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        """A dense [B, 3, H, W] tensor on the device: `values` at the voxels' flat indices `flat`, zero elsewhere."""
+        h, w = batch.image_shape
+        dense = torch.zeros(batch.batch_size * 3 * h * w, dtype=dtype, device=self.device)
+        dense[flat] = self._host(values).to(self.device, non_blocking=True)
+        return dense.view(batch.batch_size, 3, h, w)
 
     def _host(self, array: np.ndarray) -> torch.Tensor:
         """A host tensor for a copy to the device: pinned for CUDA, so the copy runs asynchronously."""

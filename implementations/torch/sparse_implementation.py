@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig
 
 from benchmark.config.schema import Precision
-from benchmark.data.batch import N_PLANES, VoxelBatch
+from benchmark.data.batch import VoxelBatch
 from benchmark.data.pipeline import load_batch
 from benchmark.data.synthetic import SyntheticSource
 from benchmark.errors import ConfigError
@@ -44,19 +44,14 @@ class TorchSparse(TorchDense2D):
     def _model_memory_format(self, channels_last: bool) -> torch.memory_format:
         return torch.contiguous_format  # site features are [N, C]: no image layout
 
-    def _labels(self, batch: VoxelBatch) -> torch.Tensor:
-        h, w = batch.image_shape
-        label = torch.zeros(batch.batch_size * N_PLANES * h * w, dtype=torch.uint8, device=self.device)
-        label[self._host(batch.flat_index()).to(self.device)] = self._host(batch.label).to(self.device)
-        return label.view(batch.batch_size, N_PLANES, h, w)
-
     def _forward(self, model: torch.nn.Module, batch: VoxelBatch) -> Tuple[torch.Tensor, torch.Tensor]:
         indices, features = sites_from_voxels(batch.event, batch.plane, batch.index, batch.value, batch.batch_size,
                                               batch.image_shape, self.device)
         with self.policy.autocast():
             site_logits = model(indices, features, batch.batch_size, batch.image_shape)
         logits = densify_logits(site_logits.float(), indices, batch.batch_size, batch.image_shape)
-        return logits, self._labels(batch)
+        flat = self._host(batch.flat_index()).to(self.device, non_blocking=True)
+        return logits, self._scatter(batch, flat, batch.label, torch.uint8)
 
     # -- description -------------------------------------------------------
     def layer_summary(self) -> str:

@@ -1,8 +1,8 @@
 """spconv set-up: import spconv through this module, which fixes its CPU path once.
 
 Checked with spconv 2.3.8 and cumm 0.7.11 (the CPU wheels; the CUDA builds are
-`spconv-cuXXX`) under torch 2.13.0+cpu. Four problems, four fixes, applied
-once when this module is first imported:
+named after their CUDA version, e.g. `spconv-cu124`) under torch 2.13.0+cpu.
+Four problems, four fixes, applied once when this module is first imported:
 
 1. Backward on a CPU-only torch raised "Torch not compiled with CUDA enabled":
    `ops.py` asks for `get_current_stream()` (`torch.cuda.current_stream()`)
