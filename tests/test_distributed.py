@@ -101,10 +101,9 @@ def test_a_batch_that_does_not_split_evenly_is_one_line():
 
 
 # -- one update on 2 ranks equals one update on 1 rank -----------------------------------------------
-@pytest.mark.parametrize("mode", ["2D", "sparse"])
-def test_ddp_under_mpirun_equals_one_rank_with_accumulation(tmp_path, mode):
+def test_ddp_under_mpirun_equals_one_rank_with_accumulation(tmp_path):
     steps = ["run.iterations=2", "run.aux_iterations=2", "mode.checkpoint_iteration=2",
-             "mode.optimizer.gradient_accumulation=2", f"network.conv_mode={mode}"]
+             "mode.optimizer.gradient_accumulation=2"]
     one = train([], tmp_path / "one", *steps)
     two = train(MPIRUN, tmp_path / "two", "run.distributed=true", *steps)
     assert_same_weights(weights(tmp_path / "two" / "checkpoints" / "model-2.pt"),
