@@ -2,7 +2,7 @@
 
     python -m benchmark.perf [--network uresnet] [--downsample 1] [--batch 4] [--precision float32]
                              [--steps 10] [--warmup 3] [--paths reference optimized] [--max-batch GIB]
-                             [--bandwidth GB/s] [key=value ...]
+                             [--bandwidth GB/s] [--profile DIR] [key=value ...]
 
 A script that prints figures, not a test. Each path trains `--steps` timed
 steps (after `--warmup` untimed ones, which include torch.compile's
@@ -13,18 +13,22 @@ peak memory, FLOP per image and achieved TFLOP/s (the training step's FLOP
 as counted by `mode=summary`), and the share of the memory-bandwidth
 roofline: the images/s that the device's bandwidth would allow if a
 training step moved only its saved activations twice (written in the
-forward pass, read in the backward pass), i.e. an upper bound for the
+forward pass, read in the backward pass; 2 bytes each under bfloat16 or
+mixed autocast, 4 otherwise), i.e. an upper bound for the
 unfused graph. The bandwidth is measured with a large copy (or given with
 `--bandwidth`). The input pipeline's images/s at the same resolution and
 batch is printed too, so that a data bottleneck shows. `--max-batch GIB`
 searches the largest batch whose training step fits GIB of device memory
 (measured on a GPU; on the CPU estimated from the counted activations,
-weights and optimizer state).
+weights and optimizer state). `--profile DIR` profiles 3 more steps of each
+path with the framework's profiler (DIR/<path>/: the operator table sorted
+by device time, and a trace) and prints the operator table's top rows.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
@@ -59,6 +63,11 @@ class Figures:
     @property
     def roofline_share(self) -> float:
         return self.images_per_second / self.roofline_images_per_second
+
+
+def activation_scale(precision: str) -> float:
+    """Bytes of a saved activation relative to float32, which the cost counts: autocast saves 16-bit ones."""
+    return 0.5 if precision in ("bfloat16", "mixed") else 1.0
 
 
 def _configuration(args, path: str, batch: int):
@@ -97,11 +106,30 @@ def measure(args, path: str, bandwidth_gb_s: float) -> Figures:
     impl.reset_peak_memory()
     seconds = _train_steps(impl, batches, args.steps)
     rate = args.steps * args.batch / seconds
-    cost = impl.cost(shape)
-    roofline = bandwidth_gb_s * 1e9 / (2.0 * cost.activation_bytes)
     peak, measured = impl.peak_memory_bytes(), impl.device_description().startswith("cuda")
+    print(f"{path}: {rate:.2f} images/s", flush=True)
+    if args.profile:
+        _profile(impl, batches, os.path.join(args.profile, path))
+    cost = impl.cost(shape)
+    roofline = bandwidth_gb_s * 1e9 / (2.0 * cost.activation_bytes * activation_scale(args.precision))
     return Figures(path, impl.name, rate, peak / 2**30, measured, cost.forward_flop / 1e9,
                    cost.train_step_flop * rate / 1e12, roofline)
+
+
+def _profile(impl, batches, directory: str, steps: int = 3, rows: int = 25) -> None:
+    """The framework profiler over `steps` more steps; the top `rows` of its operator table printed."""
+    os.makedirs(directory, exist_ok=True)
+    try:
+        with impl.profile_steps(directory):
+            _train_steps(impl, batches, steps)
+    except Exception as exc:  # a diagnostic: its failure must not cost the measurement
+        print(f"profile of {impl.name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)
+        return
+    tables = sorted(name for name in os.listdir(directory) if name.endswith("operators.txt"))
+    for name in tables:
+        with open(os.path.join(directory, name)) as handle:
+            print(f"profile of {impl.name}, {steps} steps ({os.path.join(directory, name)}):")
+            print("".join(handle.readlines()[:rows + 3]), flush=True)
 
 
 def input_pipeline_rate(args, steps: int) -> float:
@@ -161,7 +189,7 @@ def max_batch(args, path: str, budget_gib: float) -> str:
         return f"{largest_batch(fits)} (measured)"
     # CPU: weights, gradients and two Adam moments in float32, plus the saved activations per image.
     fixed = 16.0 * impl.parameter_count()
-    per_image = impl.cost(shape).activation_bytes
+    per_image = impl.cost(shape).activation_bytes * activation_scale(args.precision)
     return f"{largest_batch(lambda b: fixed + b * per_image <= budget_gib * 2**30)} (estimated)"
 
 
@@ -188,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
     parser.add_argument("--max-batch", type=float, metavar="GIB", help="also search the largest batch that fits GIB")
+    parser.add_argument("--profile", metavar="DIR", help="also profile 3 steps of each path into DIR/<path>/")
     parser.add_argument("--bandwidth", type=float, metavar="GB/s", help="device memory bandwidth (default: measured)")
     return parser
 
@@ -208,7 +237,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         figures: List[Figures] = []
         for path in args.paths:
             figures.append(measure(args, path, bandwidth))
-            print(f"{path}: {figures[-1].images_per_second:.2f} images/s", flush=True)
         pipeline = input_pipeline_rate(args, steps=max(args.steps, 5))
         print(f"\n{args.network} at {SBND_SHAPE[0] >> args.downsample}x{SBND_SHAPE[1] >> args.downsample}, batch "
               f"{args.batch}, {args.precision}, {args.steps} timed steps after {args.warmup}\n")

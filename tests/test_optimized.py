@@ -11,7 +11,7 @@ from benchmark.cli import main
 from benchmark.data.pipeline import load_batch
 from benchmark.data.synthetic import SyntheticSource
 from benchmark.errors import ConfigError
-from benchmark.perf import largest_batch, main as perf_main
+from benchmark.perf import activation_scale, largest_batch, main as perf_main
 
 TOKENS = ["run.id=o", *TINY_NETWORK, "run.seed=3"]
 
@@ -77,3 +77,20 @@ def test_the_perf_script_prints_its_table(capsys):
     out = capsys.readouterr().out
     assert "| reference | torch-2D |" in out and "input pipeline:" in out and "roofline share" in out
     assert "largest batch within 1 GiB, reference:" in out and "(estimated)" in out
+
+
+def test_the_perf_script_profiles_each_path(tmp_path, capsys):
+    status = perf_main(["--network", "a21", "--downsample", "5", "--batch", "1", "--steps", "1", "--warmup", "1",
+                        "--paths", "reference", "--profile", str(tmp_path), "network.network_depth=2",
+                        "run.compute_mode=CPU"])
+    assert status == 0
+    table = (tmp_path / "reference" / "torch_operators.txt").read_text()
+    assert "aten::" in table
+    out = capsys.readouterr().out
+    assert "profile of torch-2D, 3 steps" in out and "Self CPU" in out
+
+
+def test_autocast_halves_the_counted_activation_bytes():
+    # the roofline and the CPU batch estimate count saved activations at 2 bytes under 16-bit autocast
+    assert activation_scale("bfloat16") == activation_scale("mixed") == 0.5
+    assert activation_scale("float32") == activation_scale("tf32") == 1.0

@@ -157,7 +157,7 @@ class TorchDense2D(Implementation):
         with torch.profiler.profile(activities=activities, record_shapes=False) as profiler:
             yield
         profiler.export_chrome_trace(os.path.join(directory, "torch_trace.json"))
-        sort = "cuda_time_total" if self.device.type == "cuda" else "cpu_time_total"
+        sort = "self_device_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
         with open(os.path.join(directory, "torch_operators.txt"), "w") as handle:
             handle.write(profiler.key_averages().table(sort_by=sort, row_limit=40))
 
