@@ -102,7 +102,8 @@ def _train_steps(impl, batches, steps: int) -> float:
 def measure(args, path: str, bandwidth_gb_s: float) -> Figures:
     impl, shape = _implementation(args, path, args.batch)
     batches = _batches(args, args.batch)
-    _train_steps(impl, batches, args.warmup)
+    warmup = _train_steps(impl, batches, args.warmup)
+    print(f"{path}: {args.warmup} warm-up steps (compilation included) took {warmup:.1f} s", flush=True)
     impl.reset_peak_memory()
     seconds = _train_steps(impl, batches, args.steps)
     rate = args.steps * args.batch / seconds

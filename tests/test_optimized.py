@@ -53,6 +53,20 @@ def test_a_short_training_run_follows_the_reference_loss_curve(tmp_path):
     assert curves["true"][-1] < curves["true"][0]
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (1, 2, 1, 5), (3, 4, 7, 2)])
+def test_pointwise_bilinear_upsampling_is_torch_s(shape):
+    from implementations.torch.blocks import Bilinear2x, torch_bilinear2x
+
+    x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    upstream_x = x.detach().clone().requires_grad_(True)
+    ours, theirs = Bilinear2x()(x), torch_bilinear2x()(upstream_x)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(theirs)
+    (ours * weights).sum().backward()
+    (theirs * weights).sum().backward()
+    torch.testing.assert_close(x.grad, upstream_x.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_there_is_no_optimized_tensorflow_path():
     with pytest.raises(ConfigError, match="no optimized path for framework.name=tensorflow"):
         registry.check_available(config.load(["run.id=x", "framework.name=tensorflow", "framework.optimized=true"]))

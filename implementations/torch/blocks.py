@@ -44,12 +44,39 @@ class PlaneBatchNorm2d(nn.BatchNorm2d):
         return f"{super().extra_repr()}, planes={self.planes}, per_plane={self.per_plane}"
 
 
+class Bilinear2x(nn.Module):
+    """2x bilinear upsampling (align_corners=False) of [N, C, H, W] as shifted, weighted sums.
+
+    The same function as nn.Upsample(scale_factor=2, mode="bilinear"): output
+    pixel 2i is 0.75 x[i] + 0.25 x[i-1] and 2i+1 is 0.75 x[i] + 0.25 x[i+1]
+    along each axis, the edges repeated. Written this way its backward is
+    pointwise too; Inductor turns nn.Upsample's backward into an atomic
+    scatter, 15 % of the compiled uresnet's step on an H200.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _double(_double(x, 2), 3)
+
+
+def _double(x: torch.Tensor, dim: int) -> torch.Tensor:
+    n = x.shape[dim]
+    before = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)  # x[i-1], x[-1] := x[0]
+    after = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)  # x[i+1], x[n] := x[n-1]
+    even, odd = 0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after
+    return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
+
+
+def torch_bilinear2x() -> nn.Module:
+    return nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+
+
 @dataclass(frozen=True)
 class ConvSettings:
-    """What every Block of one network shares: conv bias and normalisation."""
+    """What every layer of one network shares: conv bias, normalisation, the 2x interpolation."""
 
     bias: bool
     norm: Optional[NormFactory]  # called with the channel count; None: no normalisation
+    interpolation: Callable[[], nn.Module] = torch_bilinear2x
 
 
 class Block(nn.Module):

@@ -14,7 +14,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .blocks import Block, BlockSeries, ConvSettings, PlaneBatchNorm2d, initialise, join_skip
+from .blocks import Bilinear2x, Block, BlockSeries, ConvSettings, PlaneBatchNorm2d, initialise, join_skip, torch_bilinear2x
 
 PLANES = 3
 CLASSES = 3  # background, cosmic, neutrino
@@ -107,8 +107,7 @@ def _downsample(network: Any, settings: ConvSettings, channels: int, inner: int)
 
 def _upsample(network: Any, settings: ConvSettings, inner: int, channels: int) -> nn.Module:
     if _choice(network.upsampling) == "interpolation":
-        interpolate = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
-        return nn.Sequential(interpolate, Block(settings, inner, channels, kernel_size=1))
+        return nn.Sequential(settings.interpolation(), Block(settings, inner, channels, kernel_size=1))
     return Block(settings, inner, channels, kernel_size=2, stride=2, conv=nn.ConvTranspose2d)
 
 
@@ -129,13 +128,16 @@ class UResNet(nn.Module):
     `network` has the attributes of `benchmark.config.schema.NetworkConfig`.
     `per_plane_batch_norm=False` normalises all planes together in training
     (not upstream's semantics; eval mode is the same either way).
+    `pointwise_upsampling=True` interpolates with `Bilinear2x` (the same
+    function, a backward that compiles better).
     """
 
-    def __init__(self, network: Any, per_plane_batch_norm: bool = True):
+    def __init__(self, network: Any, per_plane_batch_norm: bool = True, pointwise_upsampling: bool = False):
         super().__init__()
         filters = network.n_initial_filters
         norm = partial(PlaneBatchNorm2d, planes=PLANES, per_plane=per_plane_batch_norm) if network.batch_norm else None
-        settings = ConvSettings(bias=network.bias, norm=norm)
+        settings = ConvSettings(bias=network.bias, norm=norm,
+                                interpolation=Bilinear2x if pointwise_upsampling else torch_bilinear2x)
         self.initial_convolution = Block(settings, 1, filters, kernel_size=5)
         self.net_core = build_core(network, settings, network.network_depth, filters)
         self.final_layer = BlockSeries(settings, filters, network.blocks_final, 3, network.residual)
