@@ -5,7 +5,8 @@ A script that prints figures, not a test. Each (framework, convolution mode)
 runs in its own process through bin/exec.py, on the same synthetic events and
 the same network, so the numbers differ only by the implementation:
 
-    .venv/bin/python scripts/bench_frameworks.py [--repeats N] [--modes 2D 3D sparse] [key=value ...]
+    .venv/bin/python scripts/bench_frameworks.py [--repeats N] [--modes 2D 3D sparse] [--frameworks torch tensorflow]
+                                                 [key=value ...]
 
 Extra key=value settings go to every run (e.g. run.compute_mode=GPU
 data.downsample=1 to size it for an accelerator). TensorFlow runs with and
@@ -62,10 +63,12 @@ def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=["2D", "3D", "sparse"], choices=["2D", "3D", "sparse"])
+    parser.add_argument("--frameworks", nargs="+", default=["torch", "tensorflow"], choices=["torch", "tensorflow"])
     args, extra = parser.parse_known_args(argv)
     rows = []
+    chosen = [c for c in COMBINATIONS if c[2] in args.modes and c[1] in args.frameworks]
     with tempfile.TemporaryDirectory(prefix="bench-frameworks-") as scratch:
-        for label, framework, conv_mode, settings in [c for c in COMBINATIONS if c[2] in args.modes]:
+        for label, framework, conv_mode, settings in chosen:
             cell = {"train": [], "inference": [], "peak": []}
             parameters = ""
             for repeat in range(args.repeats):

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Here, before a GPU session for issue 8: the wheels that the lent machine lacks for the sparse model
+# (spconv's CUDA 12.4 build and its pure-Python needs), for its Python 3.12, into DIR (keep DIR out of git: echo /DIR/ >> .git/info/exclude). Then
+#   scripts/device/stage_wheels.sh split DIR PARTS
+# and one call per part (carry PARTS/k: scripts/device/stage_wheels.sh receive PARTS/k /tmp/stage),
+# the last one going on with: scripts/device/stage_wheels.sh join /tmp/stage /tmp/wheels &&
+#   scripts/device/sparse_gpu.sh $OUT /tmp/wheels .whl   (.whl: the harness's omegaconf, antlr4 and
+#   mlperf-logging wheels, carried too)
+# Usage: scripts/device/fetch_sparse_wheels.sh DIR
+set -euo pipefail
+DIR=${1:?folder}
+PY=${PYTHON:-python3}
+$PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+    -d "$DIR" spconv-cu124==2.3.8 cumm-cu124==0.7.11 pccm==0.4.16 ccimport==0.4.4 fire==0.7.1 lark==1.2.2 \
+    termcolor==3.1.0
+ls -la "$DIR"
