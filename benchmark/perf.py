@@ -223,7 +223,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args, settings = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # key=value settings may stand anywhere, also after --paths (whose list would otherwise swallow them)
+    settings = [token for token in argv if "=" in token and not token.startswith("-")]
+    args = _parser().parse_args([token for token in argv if token not in settings])
     args.settings = settings
     if min(args.batch, args.steps) < 1 or args.warmup < 0:
         print("error: --batch and --steps must be >= 1, --warmup >= 0", file=sys.stderr)

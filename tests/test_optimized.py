@@ -94,8 +94,9 @@ def test_the_perf_script_prints_its_table(capsys):
 
 
 def test_the_perf_script_profiles_each_path(tmp_path, capsys):
+    # settings right after --paths are settings, not paths
     status = perf_main(["--network", "a21", "--downsample", "5", "--batch", "1", "--steps", "1", "--warmup", "1",
-                        "--paths", "reference", "--profile", str(tmp_path), "network.network_depth=2",
+                        "--profile", str(tmp_path), "--paths", "reference", "network.network_depth=2",
                         "run.compute_mode=CPU"])
     assert status == 0
     table = (tmp_path / "reference" / "torch_operators.txt").read_text()
