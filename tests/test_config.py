@@ -118,6 +118,12 @@ def test_explicit_key_beats_preset_regardless_of_order():
     assert cfg.network.n_initial_filters == 4
 
 
+def test_a_group_chosen_twice_is_refused():
+    with pytest.raises(ConfigError, match=r"network is chosen twice \(a21, then uresnet\)"):
+        config.load(["network=a21", "run.id=x", "network=uresnet"])
+    assert config.load(["network=a21", "network=a21", "run.id=x"]).network.name == "a21"  # the same choice again
+
+
 def test_run_id_keeps_its_text():
     assert config.load(["run.id=007"]).run.id == "007"
 

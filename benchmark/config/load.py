@@ -52,6 +52,11 @@ def split_tokens(tokens: Sequence[str]) -> Tuple[List[Tuple[str, str]], List[Tup
                 raise ConfigError(f"'{token}' has no key before '='")
             (groups if key in GROUPS else overrides).append((key, value))
         i += 1
+    chosen: dict = {}
+    for group, name in groups:
+        # presets merge, so a second choice would silently keep the first one's keys
+        if chosen.setdefault(group, name) != name:
+            raise ConfigError(f"{group} is chosen twice ({chosen[group]}, then {name}): give one {group}=NAME")
     return groups, overrides
 
 
