@@ -13,6 +13,7 @@ usage: ./run_benchmark.sh [options] [-- key=value ...]
   --benchmark NAME     closed | mini | throughput (default: mini)
   --framework NAME     torch | tensorflow (default: torch)
   --conv-mode MODE     2D | 3D | sparse (default: 2D; sparse: PyTorch on spconv)
+  --optimized          PyTorch 2D/3D: the optimized path (torch.compile, CUDA graphs; framework.optimized=true)
   --runs N             number of runs (default: 1; a submission needs the benchmark's count, 5 for closed and mini)
   --launcher L         local | mpirun | srun | torchrun | any command prefix (default: local)
   --ranks N            total ranks (default: 1); more than one runs data-parallel (run.distributed=true)
@@ -30,7 +31,7 @@ EOF
 
 die() { echo "error: $*" >&2; exit 2; }
 
-SYSTEM="" BENCHMARK=mini FRAMEWORK=torch CONV_MODE=2D RUNS=1 LAUNCHER=local RANKS=1 RANKS_PER_NODE="" MODE="" INSTANCES=1
+SYSTEM="" BENCHMARK=mini FRAMEWORK=torch CONV_MODE=2D OPTIMIZED=false RUNS=1 LAUNCHER=local RANKS=1 RANKS_PER_NODE="" MODE="" INSTANCES=1
 DATA_DIR="" RESULTS=results SEED="" CLEAR_CACHE=0 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,6 +39,7 @@ while [ $# -gt 0 ]; do
         --benchmark) BENCHMARK=${2:?}; shift 2 ;;
         --framework) FRAMEWORK=${2:?}; shift 2 ;;
         --conv-mode) CONV_MODE=${2:?}; shift 2 ;;
+        --optimized) OPTIMIZED=true; shift ;;
         --runs) RUNS=${2:?}; shift 2 ;;
         --launcher) LAUNCHER=${2:?}; shift 2 ;;
         --ranks) RANKS=${2:?}; shift 2 ;;
@@ -60,6 +62,9 @@ case "$BENCHMARK" in closed|mini|throughput) ;; *) die "unknown benchmark '$BENC
     || die "--instances must be a positive integer that divides --ranks ($RANKS), not '$INSTANCES'"
 case "$FRAMEWORK" in torch|tensorflow) ;; *) die "unknown framework '$FRAMEWORK': torch or tensorflow" ;; esac
 case "$CONV_MODE" in 2D|3D|sparse) ;; *) die "unknown convolution mode '$CONV_MODE': 2D, 3D or sparse" ;; esac
+if [ "$OPTIMIZED" = true ] && { [ "$FRAMEWORK" != torch ] || [ "$CONV_MODE" = sparse ]; }; then
+    die "--optimized: there is an optimized path for PyTorch 2D and 3D only, not $FRAMEWORK $CONV_MODE"
+fi
 [ -n "$MODE" ] || { [ "$FRAMEWORK" = tensorflow ] && MODE=horovod || MODE=DDP; }
 case "$MODE" in DDP|horovod) ;; *) die "unknown distributed mode '$MODE': DDP or horovod" ;; esac
 [ -z "$SEED" ] || [[ "$SEED" =~ ^[1-9][0-9]*$ ]] || die "--seed must be a positive integer, not '$SEED'"
@@ -108,6 +113,7 @@ DISTRIBUTED=()
 DATA=()
 [ -z "$DATA_DIR" ] || DATA=(data.data_directory="$DATA_DIR")
 IMPLEMENTATION="$FRAMEWORK-$CONV_MODE"
+[ "$OPTIMIZED" = false ] || IMPLEMENTATION="$IMPLEMENTATION-optimized"
 STAMP=$(date +%Y%m%d-%H%M%S)
 
 failed=0
@@ -123,7 +129,7 @@ for i in $(seq 1 "$RUNS"); do
     echo "=== run $i of $RUNS: benchmark $BENCHMARK, $IMPLEMENTATION, system $SYSTEM, output $OUT"
     status=0
     "${PREFIX[@]}" $PY bin/exec.py mode=train benchmark="$BENCHMARK" run.id="$ID" run.output_dir="$OUT" \
-        run.system="$SYSTEM_FILE" framework.name="$FRAMEWORK" network.conv_mode="$CONV_MODE" \
+        run.system="$SYSTEM_FILE" framework.name="$FRAMEWORK" network.conv_mode="$CONV_MODE" framework.optimized="$OPTIMIZED" \
         "${DATA[@]}" "${DISTRIBUTED[@]}" "${SEED_SETTING[@]}" "${EXTRA[@]}" || status=$?
     LOGS=("$OUT/mlperf.log")
     [ "$INSTANCES" -eq 1 ] || LOGS=()

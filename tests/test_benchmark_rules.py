@@ -86,6 +86,7 @@ def run_script(*args, cwd=ROOT):
         (["--distributed-mode", "mpi"], "error: unknown distributed mode 'mpi'"),
         (["--launcher", "torchrun", "--ranks", "4", "--ranks-per-node", "2"],
          "--launcher torchrun starts one node here"),
+        (["--optimized", "--conv-mode", "sparse"], "there is an optimized path for PyTorch 2D and 3D only"),
     ],
 )
 def test_run_benchmark_refuses_bad_use(args, fragment):
@@ -93,6 +94,20 @@ def test_run_benchmark_refuses_bad_use(args, fragment):
     assert proc.returncode == 2
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_setting_run_benchmark_passes_is_one_each_benchmark_lets_a_site_tune(name):
+    import re
+
+    script = open(os.path.join(ROOT, "run_benchmark.sh")).read()
+    keys = set(re.findall(r"\b([a-z_]+\.[a-z_.]+)=", script))
+    assert {"run.distributed", "run.instances", "framework.distributed_mode", "framework.optimized"} <= keys
+    tunable = {t.key for t in get_benchmark(name).tunables}
+    assert keys - {"run.id", "run.output_dir"} <= tunable, keys - tunable
+    # and the combination a multi-rank, optimized run sends is accepted as a whole
+    config.load([f"benchmark={name}", "run.id=x", "run.distributed=true", "framework.distributed_mode=horovod",
+                 "run.instances=2", "framework.optimized=true", "network.conv_mode=3D"])
 
 
 def test_run_benchmark_refuses_an_unwritable_results_folder(tmp_path):
