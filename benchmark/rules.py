@@ -102,6 +102,7 @@ EXECUTION_TUNABLES: Tuple[Tunable, ...] = (
     Tunable("network.conv_mode", "any implementation of the benchmark", _any),
     Tunable("framework.optimized", "any implementation of the benchmark (logged as the implementation)", _any),
     Tunable("framework.xla", "any implementation of the benchmark", _any),
+    Tunable("framework.compile_mode", "any", _any),
     # scale-out: how the ranks share the work, not what they compute
     Tunable("run.distributed", "any", _any),
     Tunable("framework.distributed_mode", "any", _any),

@@ -67,6 +67,24 @@ def test_pointwise_bilinear_upsampling_is_torch_s(shape):
     torch.testing.assert_close(x.grad, upstream_x.grad, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("setting, expected", [([], "default"), (["framework.compile_mode=max-autotune"], "max-autotune")])
+def test_the_compile_mode_comes_from_the_configuration(monkeypatch, setting, expected):
+    modes = []
+
+    def record(function, mode=None, **kwargs):
+        modes.append(mode)
+        return function
+
+    monkeypatch.setattr(torch, "compile", record)
+    implementation(True, *setting)
+    assert modes[:2] == [expected, expected]  # the training and the evaluation forwards (auto: default on the CPU)
+
+
+def test_a_compile_mode_without_the_optimized_path_is_refused():
+    with pytest.raises(ConfigError, match="framework.compile_mode=max-autotune applies to framework.optimized=true only"):
+        config.load(["run.id=x", "framework.compile_mode=max-autotune"])
+
+
 def test_there_is_no_optimized_tensorflow_path():
     with pytest.raises(ConfigError, match="no optimized path for framework.name=tensorflow"):
         registry.check_available(config.load(["run.id=x", "framework.name=tensorflow", "framework.optimized=true"]))

@@ -92,6 +92,14 @@ class Upsampling(enum.Enum):
     convolutional = "convolutional"
 
 
+class CompileMode(enum.Enum):
+    auto = "auto"  # reduce-overhead (CUDA graphs) on CUDA, default elsewhere
+    default = "default"
+    reduce_overhead = "reduce-overhead"
+    max_autotune = "max-autotune"
+    max_autotune_no_cudagraphs = "max-autotune-no-cudagraphs"
+
+
 class ConvMode(enum.Enum):
     conv_2D = "2D"
     conv_3D = "3D"
@@ -125,6 +133,7 @@ class FrameworkConfig:
     intra_op_parallelism_threads: int = field(default=24, metadata=_doc("threads inside one operation (0: framework default)"))
     name: FrameworkKind = field(default=FrameworkKind.torch, metadata=_doc("deep learning framework"))
     optimized: bool = field(default=False, metadata=_doc("torch: the same model through the fast path (torch.compile, CUDA graphs, planes' batch-norm statistics pooled)"))
+    compile_mode: CompileMode = field(default=CompileMode.auto, metadata=_doc("framework.optimized: torch.compile's mode for the model (auto: reduce-overhead on CUDA, default elsewhere)"))
     xla: bool = field(default=False, metadata=_doc("tensorflow: compile the training and evaluation steps with XLA"))
 
 

@@ -61,6 +61,8 @@ def check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"network.filter_size_deepest={cfg.network.filter_size_deepest} must be odd (the deepest convolutions keep the size)")
     if cfg.data.downsample > 8:
         raise ConfigError(f"data.downsample={cfg.data.downsample} is out of range: it must be <= 8")
+    if cfg.framework.compile_mode.value != "auto" and not cfg.framework.optimized:
+        raise ConfigError(f"framework.compile_mode={cfg.framework.compile_mode.value} applies to framework.optimized=true only")
     if cfg.framework.xla and cfg.framework.name.value != "tensorflow":
         raise ConfigError(f"framework.xla=true applies to framework.name=tensorflow only, not {cfg.framework.name.value}")
     if not _RUN_ID.match(str(cfg.run.id)):

@@ -266,7 +266,9 @@ class _Compiled:
     """
 
     def _compile(self) -> None:
-        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        mode = self.cfg.framework.compile_mode.value
+        if mode == "auto":
+            mode = "reduce-overhead" if self.device.type == "cuda" else "default"
         self.training.train_model = torch.compile(self.training.train_model, mode=mode, dynamic=False)
         self.evaluation_model = torch.compile(self.model, mode=mode, dynamic=False)
         # Loss and confusion counts: a few fused kernels instead of some thirty eager ones per step

@@ -7,6 +7,8 @@
 #   uresnet-1280   uresnet 1280x2048 bf16 batch 2, both paths (~4 min)
 #   reference-fp   the reference alone in float32 and tf32, upstream's published precisions (~1.5 min)
 #   max-batch      the largest reference batch within 70 GiB (~2 min)
+#   autotune-640   uresnet 640x1024 bf16 batch 8, the optimized path alone with
+#                  framework.compile_mode=max-autotune (Triton convolution templates; compiles longer)
 # torch.compile's first compilation of uresnet at 640x1024 took 124 s on an H200 (2026-11-27),
 # so the three default cases need about 11 minutes: more than one call's 10; split them.
 # The input pipeline is measured with 8 worker processes: 4 worker threads generated only 67-106
@@ -44,7 +46,9 @@ case_() {
         perf "$1" 60 --network uresnet --downsample 1 --batch 4 --precision tf32 --steps 5 --warmup 2 --paths reference ;;
     max-batch) perf "$1" 120 --network uresnet --downsample 1 --batch 8 --precision bfloat16 --steps 3 --warmup 1 \
         --paths reference --max-batch 70 ;;
-    *) echo "unknown case: $1 (uresnet-640 a21-640 uresnet-1280 reference-fp max-batch)" >&2; return 2 ;;
+    autotune-640) perf "$1" 540 --network uresnet --downsample 1 --batch 8 --precision bfloat16 --steps 20 --warmup 4 \
+        --paths optimized framework.compile_mode=max-autotune ;;
+    *) echo "unknown case: $1 (uresnet-640 a21-640 uresnet-1280 reference-fp max-batch autotune-640)" >&2; return 2 ;;
     esac
 }
 for name in "${@:-uresnet-640 a21-640 uresnet-1280}"; do
