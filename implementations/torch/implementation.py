@@ -34,6 +34,7 @@ class TorchDense2D(Implementation):
                                    parallel.cores)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark_limit = 0  # autotune over every cuDNN algorithm, not the 10 first
         torch.manual_seed(cfg.run.seed)
         channels_last = cfg.data.data_format == DataFormat.channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -275,8 +276,6 @@ class _Compiled:
         # (without CUDA graphs, whose outputs a later replay would overwrite while the harness still holds them).
         self.loss_fn = torch.compile(self.loss_fn, dynamic=False)
         self.confusion_fn = torch.compile(confusion, dynamic=False)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark_limit = 0  # autotune over every cuDNN algorithm, not the 10 first
 
 
 class TorchOptimized2D(_Compiled, TorchDense2D):
