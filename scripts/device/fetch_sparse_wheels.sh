@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Here, before a GPU session for issue 8: the wheels that the lent machine lacks for the sparse model
-# (spconv's CUDA 12.4 build and its pure-Python needs), for its Python 3.12, into DIR (keep DIR out of git: echo /DIR/ >> .git/info/exclude). Then
-#   scripts/device/stage_wheels.sh split DIR PARTS
-# and one call per part (carry PARTS/k: scripts/device/stage_wheels.sh receive PARTS/k /tmp/stage),
-# the last one going on with: scripts/device/stage_wheels.sh join /tmp/stage /tmp/wheels &&
-#   scripts/device/sparse_gpu.sh $OUT /tmp/wheels .whl   (.whl: the harness's omegaconf, antlr4 and
-#   mlperf-logging wheels, carried too)
+# (spconv's CUDA 12.4 build and its pure-Python needs, about 95 MB), for its Python 3.12, into DIR. Then
+#   scripts/device/pack_wheels.sh pack DIR .whl-sparse/sparse-wheels.tar.xz   (about 40 MB; .whl-sparse/ is git-ignored)
+# and in one call carrying .whl and .whl-sparse:
+#   scripts/device/pack_wheels.sh unpack .whl-sparse/sparse-wheels.tar.xz /tmp/wheels &&
+#   scripts/device/sparse_gpu.sh $OUT /tmp/wheels .whl   (.whl: the harness's omegaconf, antlr4 and mlperf-logging wheels)
 # Usage: scripts/device/fetch_sparse_wheels.sh DIR
 set -euo pipefail
 DIR=${1:?folder}

@@ -3,7 +3,7 @@
 # 640x1024 with its full depth; scripts/bench_frameworks.py: training and inference images/s, peak memory), after
 # installing spconv's CUDA build from the WHEELS folders into /tmp/site. The wheels (about 95 MB: spconv-cu124,
 # cumm-cu124 and their pure-Python needs, from scripts/device/fetch_sparse_wheels.sh) are more than
-# one call carries: send them in parts with scripts/device/stage_wheels.sh and join them there first.
+# one call carries as they are: pack them with scripts/device/pack_wheels.sh (about 40 MB) and unpack them there first.
 # Usage: scripts/device/sparse_gpu.sh OUTDIR WHEELS...   (every *.whl of each folder is installed)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
