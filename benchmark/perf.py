@@ -18,16 +18,19 @@ mixed autocast, 4 otherwise), i.e. an upper bound for the
 unfused graph. The bandwidth is measured with a large copy (or given with
 `--bandwidth`). The input pipeline's images/s at the same resolution and
 batch is printed too, so that a data bottleneck shows. `--max-batch GIB`
-searches the largest batch whose training step fits GIB of device memory
-(measured on a GPU; on the CPU estimated from the counted activations,
-weights and optimizer state). `--profile DIR` profiles 3 more steps of each
+searches the largest batch whose training fits GIB of device memory, each
+trial in a fresh process (an out-of-memory trial cannot harm the next, and
+none inherits caches or compiled graphs); trials at batch 1 and 2 fit
+memory = fixed + batch x per-image, which is printed and guesses the answer,
+so a search takes about four trials. On the CPU, whose peak RSS is too coarse
+for this, the batch is estimated from the counted activations, weights and
+optimizer state. `--profile DIR` profiles 3 more steps of each
 path with the framework's profiler (DIR/<path>/: the operator table sorted
 by device time, and a trace) and prints the operator table's top rows.
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import sys
@@ -158,40 +161,81 @@ def host_bandwidth_gb_s() -> float:
     return 2 * source.nbytes / statistics.median(times) / 1e9
 
 
-def largest_batch(fits: Callable[[int], bool], limit: int = 4096) -> int:
-    """The largest batch b <= limit with fits(b), assuming fits is monotone (0 if not even 1 fits)."""
-    low, high = 0, 1
-    while high <= limit and fits(high):
-        low, high = high, high * 2
-    high = min(high, limit + 1)
+def largest_batch(fits: Callable[[int], bool], limit: int = 4096, guess: int = 1) -> int:
+    """The largest batch b <= limit with fits(b), assuming fits is monotone (0 if not even 1 fits).
+
+    Gallops from `guess` (up in steps 1, 2, 4, ... while it fits, down likewise while it does not), then
+    bisects: a good guess costs two calls, none costs about 2 log2(answer)."""
+    guess = min(max(guess, 1), limit)
+    if fits(guess):
+        low, step = guess, 1
+        while low + step <= limit and fits(low + step):
+            low, step = low + step, step * 2
+        high = min(low + step, limit + 1)
+    else:
+        high, step = guess, 1
+        while high - step >= 1 and not fits(high - step):
+            high, step = high - step, step * 2
+        low = max(high - step, 0)
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     return low
 
 
-def max_batch(args, path: str, budget_gib: float) -> str:
-    impl, shape = _implementation(args, path, 1)
-    if impl.device_description().startswith("cuda"):
-        def fits(batch: int) -> bool:
-            trial, _ = _implementation(args, path, batch)
-            trial.reset_peak_memory()
-            try:
-                _train_steps(trial, _batches(args, batch)[:1], 1)
-                peak = trial.peak_memory_bytes()
-            except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
-                if "out of memory" not in str(exc).lower():
-                    raise
-                return False
-            finally:
-                del trial
-                gc.collect()  # the next trial reuses the memory
-            return peak <= budget_gib * 2**30
-        return f"{largest_batch(fits)} (measured)"
-    # CPU: weights, gradients and two Adam moments in float32, plus the saved activations per image.
-    fixed = 16.0 * impl.parameter_count()
-    per_image = impl.cost(shape).activation_bytes * activation_scale(args.precision)
-    return f"{largest_batch(lambda b: fixed + b * per_image <= budget_gib * 2**30)} (estimated)"
+def trial_peak_bytes(args, path: str, batch: int) -> Optional[int]:
+    """Peak memory of warm-up + 1 training steps at `batch` (None: out of memory). Run it in a fresh process
+    (`isolated_trial_peak_bytes`): no earlier trial's memory, caches or compiled graphs count."""
+    try:
+        trial, _ = _implementation(args, path, batch)
+        trial.reset_peak_memory()
+        # past the warm-up, so that what the run holds for good (CUDA graphs' pools) is counted
+        _train_steps(trial, _batches(args, batch)[:1], args.warmup + 1)
+        return trial.peak_memory_bytes()
+    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+        if "out of memory" not in str(exc).lower():
+            raise
+        return None
+
+
+def isolated_trial_peak_bytes(args, path: str, batch: int) -> Optional[int]:
+    """`trial_peak_bytes` in a new process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from benchmark import perf  # by its name: under `python -m benchmark.perf` this module is __main__
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(perf.trial_peak_bytes, args, path, batch).result()
+
+
+def max_batch(args, path: str, budget_gib: float, device_memory: bool,
+              trial: Callable = isolated_trial_peak_bytes) -> str:
+    """The largest batch whose training fits `budget_gib`. On a device, measured one fresh process per
+    trial: memory is close to affine in the batch, so trials at 1 and 2 give the first guess, which the
+    search checks. On the host, whose peak RSS is too coarse and noisy to search, estimated."""
+    budget = budget_gib * 2**30
+    if not device_memory:
+        # weights, gradients and two Adam moments in float32, plus the saved activations per image
+        impl, shape = _implementation(args, path, 1)
+        fixed = 16.0 * impl.parameter_count()
+        per_image = impl.cost(shape).activation_bytes * activation_scale(args.precision)
+        return f"{largest_batch(lambda b: fixed + b * per_image <= budget)} (estimated)"
+    peaks = {}
+
+    def fits(batch: int) -> bool:
+        if batch not in peaks:
+            peaks[batch] = trial(args, path, batch)
+        return peaks[batch] is not None and peaks[batch] <= budget
+
+    guess, model = 1, ""
+    if fits(1) and fits(2) and peaks[2] > peaks[1]:
+        per_image = peaks[2] - peaks[1]
+        guess = max(2, int((budget - (peaks[1] - per_image)) // per_image))
+        model = f"; {(peaks[1] - per_image) / 2**30:.2f} GiB + {per_image / 2**30:.3f} GiB per image"
+    found = largest_batch(fits, guess=guess)
+    trials = f"{len(peaks)} trial" + ("s" if len(peaks) > 1 else "")
+    return f"{found} (measured, {trials}{model})"
 
 
 def table(figures: Sequence[Figures], pipeline: float, bandwidth: float, source: str) -> str:
@@ -247,7 +291,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(table(figures, pipeline, bandwidth, source))
         if args.max_batch:
             for path in args.paths:
-                print(f"largest batch within {args.max_batch:g} GiB, {path}: {max_batch(args, path, args.max_batch)}")
+                found = max_batch(args, path, args.max_batch, figures[0].memory_measured)
+                print(f"largest batch within {args.max_batch:g} GiB, {path}: {found}", flush=True)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status

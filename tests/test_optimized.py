@@ -1,4 +1,5 @@
 """The optimized PyTorch path (framework.optimized=true): the reference's function, compiled; and the perf script."""
+import argparse
 import csv
 
 import numpy as np
@@ -11,7 +12,7 @@ from benchmark.cli import main
 from benchmark.data.pipeline import load_batch
 from benchmark.data.synthetic import SyntheticSource
 from benchmark.errors import ConfigError
-from benchmark.perf import activation_scale, largest_batch, main as perf_main
+from benchmark.perf import activation_scale, isolated_trial_peak_bytes, largest_batch, main as perf_main, max_batch
 
 TOKENS = ["run.id=o", *TINY_NETWORK, "run.seed=3"]
 
@@ -90,21 +91,48 @@ def test_there_is_no_optimized_tensorflow_path():
         registry.check_available(config.load(["run.id=x", "framework.name=tensorflow", "framework.optimized=true"]))
 
 
+@pytest.mark.parametrize("guess", [1, 2, 7, 50, 99, 100, 101, 3000, 10_000])
 @pytest.mark.parametrize("budget, expected", [(0, 0), (1, 1), (7, 7), (8, 8), (100, 100), (10_000, 4096)])
-def test_largest_batch_search(budget, expected):
+def test_largest_batch_search(budget, expected, guess):
     calls = []
 
     def fits(batch):
+        assert 1 <= batch <= 4096 and batch not in calls
         calls.append(batch)
         return batch <= budget
 
-    assert largest_batch(fits) == expected
+    assert largest_batch(fits, guess=guess) == expected
     assert len(calls) < 30
+    if guess == expected and expected < 4096:
+        assert sorted(calls) == [expected, expected + 1]  # a right guess costs two trials
+
+
+def test_max_batch_fits_memory_from_two_trials_and_checks_the_guess():
+    fixed, per_image, budget = 3.0 * 2**30, 0.7 * 2**30, 40.0
+    trials = []
+
+    def trial(args, path, batch):  # affine with some noise, out of memory above 60 GiB
+        trials.append(batch)
+        peak = fixed + batch * per_image + (batch % 3) * 2**20
+        return None if peak > 60 * 2**30 else peak
+
+    found = max_batch(None, "reference", budget, True, trial=trial)
+    assert found == "52 (measured, 4 trials; 3.00 GiB + 0.701 GiB per image)", found
+    assert trials[:2] == [1, 2] and sorted(trials[2:]) == [52, 53]
+    assert max_batch(None, "reference", budget, True, trial=lambda *a: None) == "0 (measured, 1 trial)"
+
+
+def test_a_memory_trial_runs_in_a_process_of_its_own():
+    args = argparse.Namespace(network="a21", downsample=5, precision="float32", warmup=1,
+                              settings=["network.network_depth=2", "run.compute_mode=CPU"])
+    peak = isolated_trial_peak_bytes(args, "reference", 2)
+    assert 50 * 2**20 < peak < 8 * 2**30  # the new process's RSS: interpreter, torch, model and one step
 
 
 def test_the_perf_script_prints_its_table(capsys):
     status = perf_main(["--network", "a21", "--downsample", "5", "--batch", "2", "--steps", "2", "--warmup", "1",
-                        "--paths", "reference", "--max-batch", "1", "network.network_depth=2", "run.compute_mode=CPU"])
+                        "--paths", "reference", "--max-batch", "1", "network.network_depth=2",
+                        "run.compute_mode=CPU"])
     assert status == 0
     out = capsys.readouterr().out
     assert "| reference | torch-2D |" in out and "input pipeline:" in out and "roofline share" in out

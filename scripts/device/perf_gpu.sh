@@ -6,7 +6,7 @@
 #   a21-640        a21 640x1024 bf16 batch 16, both paths (~3 min)
 #   uresnet-1280   uresnet 1280x2048 bf16 batch 2, both paths (~4 min)
 #   reference-fp   the reference alone in float32 and tf32, upstream's published precisions (~1.5 min)
-#   max-batch      the largest reference batch within 70 GiB (~2 min)
+#   max-batch      the largest reference batch within 70 GiB (about 4 trials, each a fresh process; ~3 min)
 #   autotune-640   uresnet 640x1024 bf16 batch 8, the optimized path alone with
 #                  framework.compile_mode=max-autotune (Triton convolution templates; compiles longer)
 # torch.compile's first compilation of uresnet at 640x1024 took 124 s on an H200 (2026-11-27),
@@ -44,7 +44,7 @@ case_() {
     reference-fp)
         perf "$1" 60 --network uresnet --downsample 1 --batch 4 --precision float32 --steps 5 --warmup 2 --paths reference
         perf "$1" 60 --network uresnet --downsample 1 --batch 4 --precision tf32 --steps 5 --warmup 2 --paths reference ;;
-    max-batch) perf "$1" 120 --network uresnet --downsample 1 --batch 8 --precision bfloat16 --steps 3 --warmup 1 \
+    max-batch) perf "$1" 240 --network uresnet --downsample 1 --batch 8 --precision bfloat16 --steps 3 --warmup 1 \
         --paths reference --max-batch 70 ;;
     autotune-640) perf "$1" 540 --network uresnet --downsample 1 --batch 8 --precision bfloat16 --steps 20 --warmup 4 \
         --paths optimized framework.compile_mode=max-autotune ;;
