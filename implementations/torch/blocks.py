@@ -7,7 +7,8 @@ are plane p), so one convolution applies the shared weights to all planes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Type
+from functools import partial
+from typing import Any, Callable, Optional, Sequence, Type, Union
 
 import torch
 import torch.nn.functional as F
@@ -79,22 +80,34 @@ class ConvSettings:
     interpolation: Callable[[], nn.Module] = torch_bilinear2x
 
 
+Activation = Optional[Callable[[torch.Tensor], torch.Tensor]]
+leaky_relu = partial(F.leaky_relu, negative_slope=NEGATIVE_SLOPE)
+Size = Union[int, Sequence[int]]
+
+
+def same_padding(kernel_size: Size, stride: Size = 1) -> Size:
+    """Per axis: "same" for odd kernels, 0 for the 1x1 and the 2x2/stride-2 samplers."""
+    if isinstance(kernel_size, int):
+        return 0 if isinstance(stride, int) and stride > 1 else (kernel_size - 1) // 2
+    strides = [stride] * len(kernel_size) if isinstance(stride, int) else stride
+    return tuple(0 if s > 1 else (k - 1) // 2 for k, s in zip(kernel_size, strides))
+
+
 class Block(nn.Module):
-    """Convolution, then normalisation (if any), then leaky ReLU (if `activation`)."""
+    """Convolution (`conv`: 2D, 3D or transposed), then normalisation (if any), then `activation` (None: none)."""
 
     def __init__(
         self,
         settings: ConvSettings,
         inplanes: int,
         outplanes: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        activation: bool = True,
+        kernel_size: Size = 3,
+        stride: Size = 1,
+        activation: Activation = leaky_relu,
         conv: Type[nn.Module] = nn.Conv2d,
     ):
         super().__init__()
-        # "same" padding for odd kernels; 0 for the 1x1 and the 2x2/stride-2 samplers
-        padding = (kernel_size - 1) // 2
+        padding = same_padding(kernel_size, stride)
         self.conv = conv(inplanes, outplanes, kernel_size, stride=stride, padding=padding, bias=settings.bias)
         self.norm = settings.norm(outplanes) if settings.norm is not None else None
         self.activation = activation
@@ -103,29 +116,34 @@ class Block(nn.Module):
         x = self.conv(x)
         if self.norm is not None:
             x = self.norm(x)
-        return F.leaky_relu(x, NEGATIVE_SLOPE) if self.activation else x
+        return self.activation(x) if self.activation is not None else x
 
 
 class ResidualBlock(nn.Module):
-    """Two C->C Blocks (the second without activation), the shortcut, then leaky ReLU."""
+    """Two C->C blocks (the second without activation), the shortcut, then leaky ReLU.
 
-    def __init__(self, settings: ConvSettings, channels: int, kernel_size: int = 3):
+    `block` builds each (Block; the 3D and sparse models pass theirs), with `options` passed on."""
+
+    def __init__(self, settings: ConvSettings, channels: int, kernel_size: Size = 3, block: Callable = Block,
+                 **options: Any):
         super().__init__()
-        self.conv1 = Block(settings, channels, channels, kernel_size)
-        self.conv2 = Block(settings, channels, channels, kernel_size, activation=False)
+        self.conv1 = block(settings, channels, channels, kernel_size, **options)
+        self.conv2 = block(settings, channels, channels, kernel_size, activation=None, **options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.conv2(self.conv1(x)) + x, NEGATIVE_SLOPE)
+        return leaky_relu(self.conv2(self.conv1(x)) + x)
 
 
 class BlockSeries(nn.Sequential):
-    """`n_blocks` channel-preserving blocks: ResidualBlocks if `residual`, else Blocks."""
+    """`n_blocks` channel-preserving blocks: `residual_block`s if `residual`, else plain `block`s."""
 
-    def __init__(self, settings: ConvSettings, channels: int, n_blocks: int, kernel_size: int = 3, residual: bool = True):
+    def __init__(self, settings: ConvSettings, channels: int, n_blocks: int, kernel_size: Size = 3,
+                 residual: bool = True, block: Callable = Block, residual_block: Callable = ResidualBlock,
+                 **options: Any):
         if residual:
-            blocks = [ResidualBlock(settings, channels, kernel_size) for _ in range(n_blocks)]
+            blocks = [residual_block(settings, channels, kernel_size, block=block, **options) for _ in range(n_blocks)]
         else:
-            blocks = [Block(settings, channels, channels, kernel_size) for _ in range(n_blocks)]
+            blocks = [block(settings, channels, channels, kernel_size, **options) for _ in range(n_blocks)]
         super().__init__(*blocks)
 
 

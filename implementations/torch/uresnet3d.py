@@ -16,19 +16,18 @@ model's init: xavier-uniform Conv3d with zero bias, unit BatchNorm.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import NEGATIVE_SLOPE, ConvSettings, initialise, join_skip
+from .blocks import Block, BlockSeries, ConvSettings, initialise, join_skip
 from .uresnet2d import CLASSES, PLANES, _choice, _inner_channels, count_parameters
 
-__all__ = ["UResNet3D", "Block3D", "ResidualBlock3D", "BlockSeries3D", "DeepestBlock3D", "UNetLevel3D", "count_parameters"]
+__all__ = ["UResNet3D", "Block3D", "BlockSeries3D", "DeepestBlock3D", "UNetLevel3D", "count_parameters"]
 
 Kernel = Tuple[int, int, int]
-_leaky = partial(F.leaky_relu, negative_slope=NEGATIVE_SLOPE)
 
 
 def _planar(k: int) -> Kernel:
@@ -36,59 +35,10 @@ def _planar(k: int) -> Kernel:
     return (1, k, k)
 
 
-class Block3D(nn.Module):
-    """Conv3d, then normalisation (if any), then `activation` (leaky ReLU; None: none).
-
-    Padding is "same" for odd kernels along each axis: 0 on the plane axis
-    for [1, k, k], 1 for the [3, 1, 1] merger/splitter, 0 for the [1, 2, 2]
-    stride-2 samplers.
-    """
-
-    def __init__(
-        self,
-        settings: ConvSettings,
-        inplanes: int,
-        outplanes: int,
-        kernel_size: Sequence[int] = (1, 3, 3),
-        stride: Sequence[int] = (1, 1, 1),
-        activation: Optional[Callable[[torch.Tensor], torch.Tensor]] = _leaky,
-        conv: Type[nn.Module] = nn.Conv3d,
-    ):
-        super().__init__()
-        kernel_size = tuple(kernel_size)
-        padding = tuple(0 if s > 1 else (k - 1) // 2 for k, s in zip(kernel_size, stride))
-        self.conv = conv(inplanes, outplanes, kernel_size, stride=tuple(stride), padding=padding, bias=settings.bias)
-        self.norm = settings.norm(outplanes) if settings.norm is not None else None
-        self.activation = activation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        if self.norm is not None:
-            x = self.norm(x)
-        return self.activation(x) if self.activation is not None else x
-
-
-class ResidualBlock3D(nn.Module):
-    """Two C->C Block3Ds (the second without activation), the shortcut, then leaky ReLU."""
-
-    def __init__(self, settings: ConvSettings, channels: int, kernel_size: Sequence[int] = (1, 3, 3)):
-        super().__init__()
-        self.conv1 = Block3D(settings, channels, channels, kernel_size)
-        self.conv2 = Block3D(settings, channels, channels, kernel_size, activation=None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(self.conv2(self.conv1(x)) + x, NEGATIVE_SLOPE)
-
-
-class BlockSeries3D(nn.Sequential):
-    """`n_blocks` channel-preserving blocks: ResidualBlock3Ds if `residual`, else Block3Ds."""
-
-    def __init__(self, settings: ConvSettings, channels: int, n_blocks: int, kernel_size: Sequence[int] = (1, 3, 3), residual: bool = True):
-        if residual:
-            blocks = [ResidualBlock3D(settings, channels, kernel_size) for _ in range(n_blocks)]
-        else:
-            blocks = [Block3D(settings, channels, channels, kernel_size) for _ in range(n_blocks)]
-        super().__init__(*blocks)
+# The 2D model's blocks with Conv3d. Padding is "same" for odd kernels along each axis: 0 on the plane
+# axis for [1, k, k], 1 for the [3, 1, 1] merger/splitter, 0 for the [1, 2, 2] stride-2 samplers.
+Block3D = partial(Block, conv=nn.Conv3d)
+BlockSeries3D = partial(BlockSeries, block=Block3D)
 
 
 class DeepestBlock3D(nn.Module):

@@ -52,15 +52,14 @@ The spconv used here is the CPU wheel; `spconv_cpu` applies its CPU fixes.
 from __future__ import annotations
 
 import math
-from functools import partial
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import NEGATIVE_SLOPE, ConvSettings, initialise
+from .blocks import Activation, BlockSeries, ConvSettings, ResidualBlock, initialise, leaky_relu
 from .spconv_cpu import spconv, spconv_indices
 from .uresnet2d import CLASSES, PLANES, DeepestBlock, _choice, _inner_channels, count_parameters
 from spconv.core import ConvAlgo
@@ -71,8 +70,6 @@ from spconv.pytorch.core import IndiceData, SparseConvTensor
 __all__ = ["SparseUResNet", "densify_logits", "sites_from_voxels", "count_parameters", "EMPTY_LOGIT_GAP"]
 
 EMPTY_LOGIT_GAP = 1.0e4  # empty pixels: logits (0, -1e4, -1e4), i.e. background with probability 1 in float32
-_leaky = partial(F.leaky_relu, negative_slope=NEGATIVE_SLOPE)
-Activation = Optional[Callable[[torch.Tensor], torch.Tensor]]
 
 # One algorithm everywhere: the gather-GEMM-scatter one, the only one of the CPU build, whose pair tables the samplers read.
 _ALGO = ConvAlgo.Native
@@ -117,7 +114,7 @@ class SparseBlock(nn.Module):
         kernel_size: int = 3,
         kind: str = "subm",
         indice_key: Optional[str] = None,
-        activation: Activation = _leaky,
+        activation: Activation = leaky_relu,
     ):
         super().__init__()
         if kind == "subm":
@@ -144,29 +141,20 @@ class SparseBlock(nn.Module):
         return _with_features(x, features)
 
 
-class SparseResidualBlock(nn.Module):
-    """Two C->C SparseBlocks (the second without activation), the shortcut, then leaky ReLU."""
-
-    def __init__(self, settings: ConvSettings, channels: int, kernel_size: int, indice_key: Optional[str]):
-        super().__init__()
-        self.conv1 = SparseBlock(settings, channels, channels, kernel_size, indice_key=indice_key)
-        self.conv2 = SparseBlock(settings, channels, channels, kernel_size, indice_key=indice_key, activation=None)
+class SparseResidualBlock(ResidualBlock):
+    """Two C->C SparseBlocks (the second without activation), the shortcut on the features, then leaky ReLU."""
 
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         y = self.conv2(self.conv1(x))
-        return _with_features(y, _leaky(y.features + x.features))
+        return _with_features(y, leaky_relu(y.features + x.features))
 
 
-class SparseBlockSeries(nn.Sequential):
-    """`n_blocks` channel-preserving blocks at one resolution: residual blocks if `residual`, else SparseBlocks."""
+class SparseBlockSeries(BlockSeries):
+    """`n_blocks` channel-preserving blocks at one resolution (`level`), sharing its submanifold pair table."""
 
     def __init__(self, settings: ConvSettings, channels: int, n_blocks: int, kernel_size: int, residual: bool, level: int):
-        key = _subm_key(level, kernel_size)
-        if residual:
-            blocks = [SparseResidualBlock(settings, channels, kernel_size, key) for _ in range(n_blocks)]
-        else:
-            blocks = [SparseBlock(settings, channels, channels, kernel_size, indice_key=key) for _ in range(n_blocks)]
-        super().__init__(*blocks)
+        super().__init__(settings, channels, n_blocks, kernel_size, residual, block=SparseBlock,
+                         residual_block=SparseResidualBlock, indice_key=_subm_key(level, kernel_size))
 
 
 def _parents(data: IndiceData) -> torch.Tensor:
