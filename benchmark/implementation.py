@@ -105,7 +105,8 @@ class Implementation(abc.ABC):
         The layout is torch's: its state_dict keys and tensor layouts (e.g.
         convolution kernels [out, in, *spatial]), float32 numpy arrays,
         batch-norm running statistics included, `num_batches_tracked` left
-        out. `benchmark.convert` moves checkpoints between frameworks with it.
+        out; a snapshot that later training leaves alone. `benchmark.convert` moves checkpoints
+        between frameworks with it.
         """
 
     @abc.abstractmethod

@@ -1,4 +1,5 @@
-"""The PyTorch implementation behind the harness interface: accumulation, optimizers, precision, state."""
+"""The PyTorch implementation's own behaviour: weight decay, the voxel scatter, its state, its cost (what every
+implementation promises is in test_implementation_contract.py)."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,6 @@ from tiny import TINY_NETWORK, TINY_SHAPE
 from benchmark import config
 from benchmark.data.pipeline import load_batch
 from benchmark.data.synthetic import SyntheticSource
-from benchmark.errors import DataError
 from implementations.torch.implementation import TorchDense2D
 
 SHAPE = TINY_SHAPE
@@ -20,54 +20,6 @@ def build(*extra):
 
 def batch(entries):
     return load_batch(SyntheticSource(16, seed=9), np.asarray(entries), downsample=5)
-
-
-def gradients(impl):
-    return [p.grad.clone() for p in impl.model.parameters()]
-
-
-@pytest.mark.parametrize("scheme", ["none", "light", "even", "focal"])
-def test_accumulation_equals_one_large_batch(scheme):
-    """Two micro-batches of 2 give the gradient and update of one batch of 4 (no batch norm).
-
-    Equal up to float32 summation order (the batch reduction in the weight
-    gradients runs over 4 images at once or 2 + 2).
-    """
-    extra = ("network.batch_norm=false", f"mode.optimizer.loss_balance_scheme={scheme}")
-    whole, split = build(*extra), build(*extra)
-    whole.accumulate(batch([0, 1, 2, 3]), 1.0)
-    split.accumulate(batch([0, 1]), 0.5)
-    split.accumulate(batch([2, 3]), 0.5)
-    for a, b in zip(gradients(whole), gradients(split)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-    whole.apply_update(1e-3)
-    split.apply_update(1e-3)
-    for a, b in zip(whole.model.parameters(), split.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
-def test_optimizers_reduce_the_loss_on_a_fixed_batch(optimizer):
-    impl = build(f"mode.optimizer.name={optimizer}")
-    fixed = batch([0, 1])
-    first = float(impl.fetch(impl.accumulate(fixed, 1.0).loss))
-    impl.apply_update(1e-2)
-    for _ in range(5):
-        impl.accumulate(fixed, 1.0)
-        impl.apply_update(1e-2)
-    last = float(impl.fetch(impl.evaluate(fixed).loss))
-    assert last < first
-
-
-@pytest.mark.parametrize("precision", ["float32", "tf32", "mixed", "bfloat16"])
-def test_every_precision_trains_with_float32_master_weights(precision):
-    impl = build(f"run.precision={precision}")
-    result = impl.accumulate(batch([0, 1]), 1.0)
-    impl.apply_update(1e-3)
-    assert np.isfinite(impl.fetch(result.loss))
-    assert all(p.dtype == torch.float32 for p in impl.model.parameters())
-    counts = impl.fetch(result.confusion)
-    assert counts.shape == (2, 3, 3, 3) and counts.sum() == 2 * 3 * SHAPE[0] * SHAPE[1]
 
 
 def test_weight_decay_adds_the_l2_term():
@@ -100,15 +52,6 @@ def test_save_and_load_restore_state(tmp_path):
     for a, b in zip(impl.model.state_dict().values(), other.model.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert other.optimizer.state_dict()["state"].keys() == impl.optimizer.state_dict()["state"].keys()
-
-
-def test_corrupt_checkpoint_is_one_clear_error(tmp_path):
-    path = tmp_path / "broken.pt"
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="broken.pt: not a checkpoint of this network"):
-        build().load(str(path))
-    with pytest.raises(DataError, match="no such checkpoint"):
-        build().load(str(tmp_path / "missing.pt"))
 
 
 def test_cost_of_a_tiny_network():

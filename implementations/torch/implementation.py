@@ -220,8 +220,9 @@ class TorchDense2D(Implementation):
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
 
     def export_weights(self) -> Dict[str, np.ndarray]:
-        return {key: value.detach().cpu().float().numpy() for key, value in self.model.state_dict().items()
-                if not key.endswith("num_batches_tracked")}
+        # copy=True: on the CPU in float32 the conversion would otherwise alias the live weights
+        return {key: value.detach().to("cpu", torch.float32, copy=True).numpy()
+                for key, value in self.model.state_dict().items() if not key.endswith("num_batches_tracked")}
 
     def import_weights(self, weights: Dict[str, np.ndarray]) -> None:
         state = {key: torch.from_numpy(np.asarray(value)) for key, value in weights.items()}
