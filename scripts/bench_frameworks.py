@@ -49,8 +49,9 @@ def run(mode: str, framework: str, conv_mode: str, extra: Sequence[str], output:
                *SMALL, *steps, *extra]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
-        raise SystemExit(f"{framework} {conv_mode} {mode} failed: {tail}")
+        # the whole tail: a first run on new hardware is diagnosed from this output alone
+        print("\n".join((done.stdout + done.stderr).strip().splitlines()[-40:]), file=sys.stderr)
+        raise SystemExit(f"{framework} {conv_mode} {mode} failed (exit status {done.returncode})")
     found: Dict[str, str] = {}
     for line in done.stdout.splitlines():
         for name, pattern in (("images/s", THROUGHPUT), ("parameters", PARAMETERS), ("peak GiB", PEAK)):
