@@ -49,6 +49,8 @@ def test_summary_counts_the_sparse_network(tmp_path, capsys):
     assert "forward FLOP per image" in text and "net_core" in text
 
 
-def test_reduced_precision_is_refused_on_the_cpu(tmp_path, capsys):
+def test_precisions_spconv_lacks_are_refused(tmp_path, capsys):
     assert run(tmp_path, "bf16", "run.precision=bfloat16", "run.iterations=1")[0] == 2
+    assert "spconv has no bfloat16 kernels" in capsys.readouterr().err
+    assert run(tmp_path, "fp16", "run.precision=mixed", "run.iterations=1")[0] == 2
     assert "spconv computes in float32 on the CPU" in capsys.readouterr().err

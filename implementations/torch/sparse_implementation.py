@@ -33,10 +33,13 @@ class TorchSparse(TorchDense2D):
 
     def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
         precision = Precision(cfg.run.precision)
-        if precision in (Precision.mixed, Precision.bfloat16) and not torch.cuda.is_available():
-            raise ConfigError(f"run.precision={precision.value}: spconv computes in float32 on the CPU; "
-                              "use run.precision=float32 with network.conv_mode=sparse here")
+        if precision == Precision.bfloat16:  # spconv has no bfloat16 kernels (traveller59/spconv#673)
+            raise ConfigError("run.precision=bfloat16: spconv has no bfloat16 kernels; use float32 or tf32 with "
+                              "network.conv_mode=sparse (or mixed, float16, on a GPU)")
         super().__init__(cfg, image_shape, parallel)
+        if precision == Precision.mixed and self.device.type == "cpu":
+            raise ConfigError("run.precision=mixed: spconv computes in float32 on the CPU; "
+                              "use run.precision=float32 with network.conv_mode=sparse here")
 
     def _build(self) -> torch.nn.Module:
         return SparseUResNet(self.cfg.network)

@@ -18,7 +18,10 @@ export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   $PY -c "import torch, spconv; print('torch', torch.__version__, 'spconv', spconv.__version__)"
 } 2>&1 | tee "$OUT/versions.txt"
-# float32 with TF32: spconv's GPU kernels take float16 but not bfloat16; the dense model gets the same precision.
-timeout "${LIMIT:-480}" $PY scripts/bench_frameworks.py --frameworks torch --modes 2D sparse --repeats 1 \
-    network.network_depth=6 data.downsample=1 run.minibatch_size=4 run.precision=tf32 \
-    run.compute_mode=GPU data.workers=4 2>&1 | tee "$OUT/sparse-vs-dense.txt"
+# TF32 first (float32 storage), then mixed (float16 autocast, which spconv's GPU kernels take); spconv has no
+# bfloat16 kernels. The dense model runs at the same precision. Each pass has its own time limit.
+for precision in ${PRECISIONS:-tf32 mixed}; do
+    timeout "${LIMIT:-240}" $PY scripts/bench_frameworks.py --frameworks torch --modes 2D sparse --repeats 1 \
+        network.network_depth=6 data.downsample=1 run.minibatch_size=4 run.precision=$precision \
+        run.compute_mode=GPU data.workers=4 2>&1 | tee "$OUT/sparse-vs-dense-$precision.txt"
+done
