@@ -9,6 +9,9 @@
 #   max-batch      the largest reference batch within 70 GiB (about 4 trials, each a fresh process; ~3 min)
 #   autotune-640   uresnet 640x1024 bf16 batch 8, the optimized path alone with
 #                  framework.compile_mode=max-autotune (Triton convolution templates; compiles longer)
+#   conv-640       the thin 3x3 convolutions of uresnet's top 4 levels alone (scripts/bench_convolutions.py):
+#                  cuDNN against max-autotune's Triton templates, against the memory roofline (~2 min); run it
+#                  before autotune-640, which pays the whole network's autotuning
 # torch.compile's first compilation of uresnet at 640x1024 took 124 s on an H200 (2026-11-27),
 # so the three default cases need about 11 minutes: more than one call's 10; split them.
 # The input pipeline is measured with 8 worker processes: 4 worker threads generated only 67-106
@@ -48,7 +51,12 @@ case_() {
         --paths reference --max-batch 70 ;;
     autotune-640) perf "$1" 540 --network uresnet --downsample 1 --batch 8 --precision bfloat16 --steps 20 --warmup 4 \
         --paths optimized framework.compile_mode=max-autotune ;;
-    *) echo "unknown case: $1 (uresnet-640 a21-640 uresnet-1280 reference-fp max-batch autotune-640)" >&2; return 2 ;;
+    conv-640)
+        echo "== $1: python3 scripts/bench_convolutions.py --levels 4 --compile-mode max-autotune" | tee -a "$OUT/$1.txt"
+        timeout 240 $PY scripts/bench_convolutions.py --levels 4 --compile-mode max-autotune >> "$OUT/$1.txt" 2>&1 \
+            || echo "($1 did not finish: exit status $?)" >> "$OUT/$1.txt"
+        grep -E "^\||did not finish|^error" "$OUT/$1.txt" | tail -n 12 ;;
+    *) echo "unknown case: $1 (uresnet-640 a21-640 uresnet-1280 reference-fp max-batch autotune-640 conv-640)" >&2; return 2 ;;
     esac
 }
 for name in "${@:-uresnet-640 a21-640 uresnet-1280}"; do
