@@ -184,7 +184,9 @@ CLOSED = Benchmark(
         "network.weight_decay": 0.0,
     },
     tunables=EXECUTION_TUNABLES + TRAINING_TUNABLES,
-    defaults={"run.minibatch_size": 32, "mode.optimizer.learning_rate": 0.0003, "mode.optimizer.lr_schedule": "reference"},
+    # a metric line every 10 steps: the host waits for the device only there (and at validations, epoch ends)
+    defaults={"run.minibatch_size": 32, "mode.optimizer.learning_rate": 0.0003, "mode.optimizer.lr_schedule": "reference",
+              "mode.logging_iteration": 10},
     dataset=Dataset(
         train=DatasetFile("cosmic_tagging_train.h5", 43_075),
         validation=DatasetFile("cosmic_tagging_val.h5", 7_362),
@@ -237,7 +239,7 @@ THROUGHPUT = Benchmark(
         "mode.checkpoint_iteration": 0,
     },
     tunables=EXECUTION_TUNABLES + (Tunable("run.minibatch_size", ">= 1", _at_least_one),),
-    defaults={"run.minibatch_size": 2},
+    defaults={"run.minibatch_size": 2, "mode.logging_iteration": 10},
     steps=52,
     runs=1,
 )

@@ -2,7 +2,10 @@
 
 The steady state leaves out the first two iterations (compilation, caches,
 allocator warm-up: the original's figure of merit does the same). Validation
-and checkpoint time are never inside a step's timer, unlike upstream's.
+and checkpoint time are never inside a timed window, unlike upstream's. The
+training loop times windows of steps that end where the host has to wait for
+the device anyway (a metric line, a validation, a checkpoint, an epoch's end),
+so no step waits for the device only to be timed.
 """
 from __future__ import annotations
 
@@ -14,34 +17,52 @@ SKIPPED_ITERATIONS = 2
 
 @dataclass
 class Throughput:
+    """Timed windows: each `iterations` steps that ran `images` in `seconds` (a window ends where the host
+    waited for the device, so its time is the device's; the first SKIPPED_ITERATIONS should be windows of one)."""
+
     images: List[int] = field(default_factory=list)
     seconds: List[float] = field(default_factory=list)
+    iterations: List[int] = field(default_factory=list)
 
-    def add(self, images: int, seconds: float) -> float:
-        """Record one iteration; returns its images/s."""
+    def add(self, images: int, seconds: float, iterations: int = 1) -> float:
+        """Record one window; returns its images/s."""
         self.images.append(images)
         self.seconds.append(seconds)
+        self.iterations.append(iterations)
         return images / seconds if seconds > 0 else float("inf")
 
     def window(self, last: int) -> float:
-        """Images/s over the last `last` iterations (for log lines)."""
-        seconds = sum(self.seconds[-last:])
-        return sum(self.images[-last:]) / seconds if seconds > 0 else float("inf")
+        """Images/s over the windows that hold the last `last` iterations (for log lines)."""
+        count = covered = 0
+        while count < len(self.iterations) and covered < last:
+            count, covered = count + 1, covered + self.iterations[-count - 1]
+        return self._rate(len(self.seconds) - count)
+
+    def _skipped_windows(self) -> int:
+        """Windows that hold the warm-up iterations (none when nothing would be left)."""
+        count = covered = 0
+        while count < len(self.iterations) and covered < SKIPPED_ITERATIONS:
+            count, covered = count + 1, covered + self.iterations[count]
+        return count if count < len(self.iterations) else 0
 
     @property
     def steady_iterations(self) -> int:
-        return max(len(self.seconds) - SKIPPED_ITERATIONS, 0)
+        skip = self._skipped_windows()
+        return sum(self.iterations[skip:]) if skip else 0
 
     def steady_state(self) -> float:
         """Images/s excluding the first two iterations; all of them if there are no more."""
-        skip = SKIPPED_ITERATIONS if len(self.seconds) > SKIPPED_ITERATIONS else 0
-        seconds = sum(self.seconds[skip:])
-        return sum(self.images[skip:]) / seconds if seconds > 0 else 0.0
+        return self._rate(self._skipped_windows())
+
+    def _rate(self, start: int) -> float:
+        seconds = sum(self.seconds[start:])
+        return sum(self.images[start:]) / seconds if seconds > 0 else 0.0
 
     def report(self, what: str = "images/s") -> str:
         total = sum(self.seconds)
         if self.steady_iterations == 0:
-            return f"throughput: {self.steady_state():.3f} {what} over all {len(self.seconds)} iterations (too few to skip warm-up; {total:.2f} s)"
+            return (f"throughput: {self.steady_state():.3f} {what} over all {sum(self.iterations)} iterations "
+                    f"(too few to skip warm-up; {total:.2f} s)")
         return (
             f"throughput: {self.steady_state():.3f} {what} over {self.steady_iterations} iterations "
             f"(first {SKIPPED_ITERATIONS} left out; {total:.2f} s in all timed iterations)"

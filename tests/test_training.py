@@ -51,6 +51,40 @@ def test_train_writes_config_metrics_checkpoints_and_throughput(tmp_path, capsys
     assert index["latest"]["step"] == 4 and os.path.exists(out / "checkpoints" / "model-2.pt")
 
 
+def test_the_host_waits_for_the_device_only_where_it_needs_to(tmp_path, capsys, monkeypatch):
+    from implementations.torch.implementation import TorchDense2D
+
+    waits = []
+    monkeypatch.setattr(TorchDense2D, "synchronize", lambda self: waits.append(len(waits)))
+    # 40 events / batch 2 = 20 steps an epoch: the epoch ends only with the run
+    status, out = run(tmp_path, "windows", "run.iterations=20", "run.aux_iterations=0", "mode.logging_iteration=8",
+                      "data.synthetic_events=40")
+    assert status == 0
+    # after each warm-up step, then the metric lines at 8 and 16, then the run's (and the epoch's) end at 20
+    assert len(waits) == 5
+    rows = list(csv.DictReader(open(out / "train_metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [8, 16, 20]
+    assert all(float(r["images_per_second"]) > 0 for r in rows)
+    assert "images/s over 18 iterations (first 2 left out" in capsys.readouterr().out
+
+
+def test_throughput_windows_leave_out_the_warm_up_iterations():
+    from benchmark.throughput import Throughput
+
+    rates = Throughput()
+    rates.add(2, 10.0)  # compilation
+    rates.add(2, 1.0)
+    rates.add(12, 3.0, iterations=6)
+    rates.add(4, 1.0, iterations=2)
+    assert rates.steady_iterations == 8 and rates.steady_state() == 16 / 4.0
+    assert rates.window(2) == 4.0 and rates.window(3) == 16 / 4.0 and rates.window(100) == 20 / 15.0
+    assert "over 8 iterations (first 2 left out" in rates.report()
+    short = Throughput()
+    short.add(2, 1.0)
+    short.add(2, 3.0)
+    assert short.steady_iterations == 0 and short.steady_state() == 1.0  # too few to skip: all of them
+
+
 def test_same_seeds_give_identical_losses(tmp_path):
     assert run(tmp_path, "a", "run.iterations=3", "run.aux_iterations=0")[0] == 0
     assert run(tmp_path, "b", "run.iterations=3", "run.aux_iterations=0")[0] == 0

@@ -36,7 +36,7 @@ from benchmark.reporting import Progress, metric_line
 from benchmark.rules import get_benchmark
 from benchmark.schedule import learning_rate
 from benchmark.session import Session, resolve_seeds, start
-from benchmark.throughput import Throughput
+from benchmark.throughput import SKIPPED_ITERATIONS, Throughput
 from benchmark.parallel.context import SINGLE, Parallel
 
 _METRIC_KEYS = sorted(k for k in metrics.summarize(np.zeros((1, 3, 3, 3), dtype=np.int64)))
@@ -143,27 +143,42 @@ class Trainer:
         self.val_csv.start(first)
         progress = Progress(self.total_steps, initial=first, description="train", enabled=self.parallel.world_rank == 0)
         profiled = range(first + 2, min(first + 5, self.total_steps))  # a few steps past the warm-up
+        window_begin, window_steps, rate = time.perf_counter(), 0, 0.0
         try:
             for step in range(first, self.total_steps):
                 done = step + 1
                 if step == first or step % self.steps_per_epoch == 0:
                     mlog.start(C.EPOCH_START, epoch_num=self.epoch_of(step))
-                begin = time.perf_counter()
                 with self._profiler(step, profiled):
                     results = self.step(step)
+                window_steps += 1
+                logs = done % cfg.mode.logging_iteration == 0 or done == self.total_steps
+                ends_epoch = done % self.steps_per_epoch == 0 or done == self.total_steps
+                validates = self.validation is not None and done % self.eval_every == 0
+                checkpoints = bool(cfg.mode.checkpoint_iteration) and (
+                    done % cfg.mode.checkpoint_iteration == 0 or done == self.total_steps)
+                # The host waits for the device only where it needs a value or a time stamp, and after each
+                # warm-up step (timed alone); other steps are queued behind the running one.
+                timed = logs or ends_epoch or validates or checkpoints or step - first < SKIPPED_ITERATIONS \
+                    or (cfg.run.profile and step in profiled)
+                if timed:
                     self.impl.synchronize()
-                rate = self.throughput.add(self.images_per_step, time.perf_counter() - begin)
+                    rate = self.throughput.add(window_steps * self.images_per_step,
+                                               time.perf_counter() - window_begin, window_steps)
+                    window_steps = 0
                 progress.advance(**{"img/s": f"{rate:.2f}"})
-                if done % cfg.mode.logging_iteration == 0 or done == self.total_steps:
+                if logs:
                     self._log(step, done, results, progress)
-                if done % self.steps_per_epoch == 0 or done == self.total_steps:
+                if ends_epoch:
                     mlog.end(C.EPOCH_STOP, epoch_num=self.epoch_of(step))
-                if self.validation is not None and done % self.eval_every == 0:
+                if validates:
                     self._evaluate(done, progress)
-                if cfg.mode.checkpoint_iteration and (done % cfg.mode.checkpoint_iteration == 0 or done == self.total_steps):
+                if checkpoints:
                     self.checkpoint(done)
                 if self.reached:
                     break
+                if timed:  # what ran since the device was waited for (metrics, validation, checkpoint) is not timed
+                    window_begin = time.perf_counter()
         finally:
             progress.close()
 
