@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ContextManager, Dict, Optional, Tuple
 
 import numpy as np
+from omegaconf import DictConfig
 
 from benchmark.data.batch import VoxelBatch
 from benchmark.parallel.context import SINGLE, Parallel  # noqa: F401  (the interface: the constructor's third argument)
@@ -129,6 +130,11 @@ class Implementation(abc.ABC):
     def memory_bandwidth_gb_s(self) -> Optional[float]:
         """The device's measured memory bandwidth, GB/s (read + write of a large copy); None: the host's."""
         return None
+
+    @classmethod
+    def check(cls, cfg: DictConfig) -> None:
+        """Refuse a configuration this implementation cannot run (a BenchmarkError: one line), before the
+        run writes anything; what the constructor would refuse later leaves a half-started run folder."""
 
     def checkpoint_suffix(self) -> str:
         return ".ckpt"

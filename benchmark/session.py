@@ -63,7 +63,8 @@ class Session:
         return impl
 
 
-def start(cfg: DictConfig, parallel: Parallel = SINGLE, needs_data: bool = True) -> Session:
+def start(cfg: DictConfig, parallel: Parallel = SINGLE, needs_data: bool = True,
+          needs_implementation: bool = True) -> Session:
     """Check what can be checked before any work; the caller creates the output directory.
 
     Seeds are resolved after a resumed run's checkpoint is read, so the
@@ -72,6 +73,8 @@ def start(cfg: DictConfig, parallel: Parallel = SINGLE, needs_data: bool = True)
     `run.output_dir`/instance-k and adds k to the seeds it was given.
     """
     registry.check_available(cfg)
+    if needs_implementation:
+        registry.load_class(cfg).check(cfg)
     if parallel.instances > 1:
         cfg.run.output_dir = os.path.join(cfg.run.output_dir, f"instance-{parallel.instance}")
         for section in (cfg.run, cfg.data):

@@ -49,8 +49,13 @@ def test_summary_counts_the_sparse_network(tmp_path, capsys):
     assert "forward FLOP per image" in text and "net_core" in text
 
 
-def test_precisions_spconv_lacks_are_refused(tmp_path, capsys):
+def test_precisions_spconv_lacks_are_refused_before_anything_is_written(tmp_path, capsys):
     assert run(tmp_path, "bf16", "run.precision=bfloat16", "run.iterations=1")[0] == 2
     assert "spconv has no bfloat16 kernels" in capsys.readouterr().err
-    assert run(tmp_path, "fp16", "run.precision=mixed", "run.iterations=1")[0] == 2
+    assert not (tmp_path / "bf16").exists()
+    # a finished run's folder gains nothing: no new configuration, no half-started MLPerf log
+    assert run(tmp_path, "done", "run.iterations=1", "run.aux_iterations=0")[0] == 0
+    before = sorted(path.name for path in (tmp_path / "done").iterdir())
+    assert run(tmp_path, "done", "run.precision=mixed", "run.iterations=2", mode="train")[0] == 2
     assert "spconv computes in float32 on the CPU" in capsys.readouterr().err
+    assert sorted(path.name for path in (tmp_path / "done").iterdir()) == before

@@ -85,6 +85,12 @@ def test_throughput_windows_leave_out_the_warm_up_iterations():
     assert short.steady_iterations == 0 and short.steady_state() == 1.0  # too few to skip: all of them
 
 
+def test_a_device_that_is_not_there_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert run(tmp_path, "gpu", "run.compute_mode=GPU", "run.iterations=1")[0] == 1
+    assert "run.compute_mode=GPU but torch sees no GPU" in capsys.readouterr().err
+    assert not (tmp_path / "gpu").exists()
+
+
 def test_same_seeds_give_identical_losses(tmp_path):
     assert run(tmp_path, "a", "run.iterations=3", "run.aux_iterations=0")[0] == 0
     assert run(tmp_path, "b", "run.iterations=3", "run.aux_iterations=0")[0] == 0

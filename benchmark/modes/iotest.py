@@ -21,7 +21,7 @@ from benchmark.parallel.context import SINGLE, Parallel
 
 
 def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
-    session = start(cfg, parallel)
+    session = start(cfg, parallel, needs_implementation=False)
     resolve_seeds(cfg, parallel)
     session.create_directory()
     session.print_config()

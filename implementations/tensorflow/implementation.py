@@ -123,6 +123,10 @@ _POLICIES = {Precision.float32: "float32", Precision.tf32: "float32",
 class TensorFlowDense2D(Implementation):
     name = "tensorflow-2D"
 
+    @classmethod
+    def check(cls, cfg: DictConfig) -> None:
+        select_device(cfg.run.compute_mode)
+
     def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
         self.cfg = cfg
         self.image_shape = tuple(image_shape)

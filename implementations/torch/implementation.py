@@ -18,12 +18,16 @@ from .confusion import confusion, predictions
 from .cost import layer_table, measure_cost
 from .data_parallel import data_parallel
 from .loss import SegmentationLoss
-from .runtime import PrecisionPolicy, select_device, set_threads
+from .runtime import PrecisionPolicy, device_type, select_device, set_threads
 from .uresnet2d import UResNet, count_parameters
 
 
 class TorchDense2D(Implementation):
     name = "torch-2D"
+
+    @classmethod
+    def check(cls, cfg: DictConfig) -> None:
+        device_type(cfg.run.compute_mode)
 
     def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
         self.cfg = cfg

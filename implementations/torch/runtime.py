@@ -11,17 +11,22 @@ from benchmark.config.schema import ComputeMode, Precision
 from benchmark.errors import BenchmarkError
 
 
-def select_device(compute_mode: ComputeMode, local_rank: int = 0) -> torch.device:
-    """The CPU, or the GPU of this rank on its node (`local_rank` modulo the GPUs visible)."""
-    if compute_mode == ComputeMode.CPU:
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-        return device
+def device_type(compute_mode: ComputeMode) -> str:
+    """"cpu" or "cuda": what `compute_mode` picks on this host (GPU without one is refused)."""
+    if compute_mode != ComputeMode.CPU and torch.cuda.is_available():
+        return "cuda"
     if compute_mode == ComputeMode.GPU:
         raise BenchmarkError("run.compute_mode=GPU but torch sees no GPU (use run.compute_mode=CPU or auto)")
-    return torch.device("cpu")
+    return "cpu"
+
+
+def select_device(compute_mode: ComputeMode, local_rank: int = 0) -> torch.device:
+    """The CPU, or the GPU of this rank on its node (`local_rank` modulo the GPUs visible)."""
+    if device_type(compute_mode) == "cpu":
+        return torch.device("cpu")
+    device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    torch.cuda.set_device(device)
+    return device
 
 
 def set_threads(intra: int, inter: int, cores: int) -> int:

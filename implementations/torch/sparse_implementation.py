@@ -25,21 +25,27 @@ from benchmark.errors import ConfigError
 from benchmark.implementation import ModelCost, Parallel
 
 from .implementation import TorchDense2D
+from .runtime import device_type
 from .uresnet_sparse import SparseUResNet, densify_logits, sites_from_voxels
 
 
 class TorchSparse(TorchDense2D):
     name = "torch-sparse"
 
-    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
+    @classmethod
+    def check(cls, cfg: DictConfig) -> None:
+        super().check(cfg)
         precision = Precision(cfg.run.precision)
         if precision == Precision.bfloat16:  # spconv has no bfloat16 kernels (traveller59/spconv#673)
             raise ConfigError("run.precision=bfloat16: spconv has no bfloat16 kernels; use float32 or tf32 with "
                               "network.conv_mode=sparse (or mixed, float16, on a GPU)")
-        super().__init__(cfg, image_shape, parallel)
-        if precision == Precision.mixed and self.device.type == "cpu":
+        if precision == Precision.mixed and device_type(cfg.run.compute_mode) == "cpu":
             raise ConfigError("run.precision=mixed: spconv computes in float32 on the CPU; "
                               "use run.precision=float32 with network.conv_mode=sparse here")
+
+    def __init__(self, cfg: DictConfig, image_shape: Tuple[int, int], parallel: Optional[Parallel] = None):
+        self.check(cfg)  # also when built directly, as the tests and benchmark.perf do
+        super().__init__(cfg, image_shape, parallel)
 
     def _build(self) -> torch.nn.Module:
         return SparseUResNet(self.cfg.network)
