@@ -15,7 +15,7 @@ import torch
 from tiny import TINY_NETWORK
 
 from benchmark import config
-from benchmark.errors import ConfigError
+from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.parallel.context import setup
 from benchmark.parallel.placement import detect
 
@@ -99,6 +99,15 @@ def test_placement_comes_from_the_launcher(environ, expected):
 def test_a_launch_that_does_not_match_the_configuration_is_refused(tokens, environ, message):
     with pytest.raises(ConfigError, match=message):
         setup(config.load(["run.id=x", *tokens]), environ)
+
+
+def test_horovod_that_is_not_installed_is_refused_before_the_run_starts(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "horovod" else find_spec(name, *a))
+    with pytest.raises(BenchmarkError, match="Horovod is not installed"):
+        setup(config.load(["run.id=x", "run.distributed=true", "framework.distributed_mode=horovod"]), {})
 
 
 def test_a_batch_that_does_not_split_evenly_is_one_line():

@@ -10,6 +10,7 @@ each on world size / N consecutive ranks, with its own port (port + k).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig
 
-from benchmark.errors import ConfigError
+from benchmark.errors import BenchmarkError, ConfigError
 
 from .comm import HostComm, MPIComm, SingleComm, TorchComm
 from .placement import MPI_LAUNCHERS, Placement, detect
@@ -111,6 +112,9 @@ def _check(cfg: DictConfig, placement: Placement) -> None:
             raise ConfigError("run.instances > 1 needs an MPI launcher (mpirun, srun, mpiexec), not torchrun")
     if mode == "horovod" and placement.launcher not in MPI_LAUNCHERS + ("none",):
         raise ConfigError(f"framework.distributed_mode=horovod needs an MPI launcher, not {placement.launcher}")
+    if mode == "horovod" and importlib.util.find_spec("horovod") is None:  # before any rank writes anything
+        raise BenchmarkError("framework.distributed_mode=horovod but Horovod is not installed "
+                             "(scripts/build_horovod.sh builds it; run_benchmark.sh does on first use)")
     if placement.size % cfg.run.instances:
         raise ConfigError(f"run.instances={cfg.run.instances} does not divide the {placement.size} ranks evenly")
 
