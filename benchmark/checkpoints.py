@@ -68,3 +68,10 @@ class CheckpointStore:
             return []
         with open(self.index) as handle:
             return [CheckpointRecord(**r) for r in json.load(handle).get("history", [])]
+
+
+def require_checkpoint(path: str) -> str:
+    """`path`, refused in one line when there is no such file (checked before a run writes anything)."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such checkpoint")
+    return path

@@ -85,6 +85,14 @@ def test_throughput_windows_leave_out_the_warm_up_iterations():
     assert short.steady_iterations == 0 and short.steady_state() == 1.0  # too few to skip: all of them
 
 
+@pytest.mark.parametrize("mode", ["train", "inference"])
+def test_missing_weights_are_refused_before_anything_is_written(tmp_path, capsys, mode):
+    absent = tmp_path / "absent.pt"
+    assert run(tmp_path, mode, f"mode.weights_location={absent}", "run.iterations=1", mode=mode)[0] == 1
+    assert f"{absent}: no such checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / mode).exists()
+
+
 def test_a_device_that_is_not_there_is_refused_before_anything_is_written(tmp_path, capsys):
     assert run(tmp_path, "gpu", "run.compute_mode=GPU", "run.iterations=1")[0] == 1
     assert "run.compute_mode=GPU but torch sees no GPU" in capsys.readouterr().err

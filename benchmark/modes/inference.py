@@ -8,7 +8,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from benchmark import metrics
-from benchmark.checkpoints import CheckpointStore
+from benchmark.checkpoints import CheckpointStore, require_checkpoint
 from benchmark.convert import weights_for
 from benchmark.datasets import open_loader
 from benchmark.data.predictions import PREDICTION_PRODUCER, PredictionWriter
@@ -23,7 +23,7 @@ from benchmark.parallel.context import SINGLE, Parallel
 
 def _weights(cfg: DictConfig, store: CheckpointStore) -> str:
     if cfg.mode.weights_location:
-        return cfg.mode.weights_location
+        return require_checkpoint(cfg.mode.weights_location)
     path = store.latest_path()
     if path is None:
         raise BenchmarkError(

@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from benchmark import metrics
-from benchmark.checkpoints import CheckpointRecord, CheckpointStore
+from benchmark.checkpoints import CheckpointRecord, CheckpointStore, require_checkpoint
 from benchmark.config.schema import Validation
 from benchmark.convert import weights_for
 from benchmark.data.sampler import EpochSampler, SequentialSampler
@@ -257,6 +257,8 @@ def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
     if record is not None:
         # Continue with the seeds the run started with, whatever was given now.
         cfg.run.seed, cfg.data.seed = record.run_seed, record.data_seed
+    if record is None and cfg.mode.weights_location:
+        require_checkpoint(cfg.mode.weights_location)  # before the run folder is made
     resolve_seeds(cfg, parallel)
     system = load_system_fields(cfg)
     session.create_directory()
