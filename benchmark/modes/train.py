@@ -149,9 +149,6 @@ class Trainer:
                 done = step + 1
                 if step == first or step % self.steps_per_epoch == 0:
                     mlog.start(C.EPOCH_START, epoch_num=self.epoch_of(step))
-                with self._profiler(step, profiled):
-                    results = self.step(step)
-                window_steps += 1
                 logs = done % cfg.mode.logging_iteration == 0 or done == self.total_steps
                 ends_epoch = done % self.steps_per_epoch == 0 or done == self.total_steps
                 validates = self.validation is not None and done % self.eval_every == 0
@@ -161,8 +158,12 @@ class Trainer:
                 # warm-up step (timed alone); other steps are queued behind the running one.
                 timed = logs or ends_epoch or validates or checkpoints or step - first < SKIPPED_ITERATIONS \
                     or (cfg.run.profile and step in profiled)
+                with self._profiler(step, profiled):
+                    results = self.step(step)
+                    if timed:  # inside the profiler: a profiled step's trace holds its device work
+                        self.impl.synchronize()
+                window_steps += 1
                 if timed:
-                    self.impl.synchronize()
                     rate = self.throughput.add(window_steps * self.images_per_step,
                                                time.perf_counter() - window_begin, window_steps)
                     window_steps = 0
