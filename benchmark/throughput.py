@@ -10,7 +10,7 @@ so no step waits for the device only to be timed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import Iterable, List
 
 SKIPPED_ITERATIONS = 2
 
@@ -33,16 +33,11 @@ class Throughput:
 
     def window(self, last: int) -> float:
         """Images/s over the windows that hold the last `last` iterations (for log lines)."""
-        count = covered = 0
-        while count < len(self.iterations) and covered < last:
-            count, covered = count + 1, covered + self.iterations[-count - 1]
-        return self._rate(len(self.seconds) - count)
+        return self._rate(len(self.seconds) - _windows_holding(reversed(self.iterations), last))
 
     def _skipped_windows(self) -> int:
         """Windows that hold the warm-up iterations (none when nothing would be left)."""
-        count = covered = 0
-        while count < len(self.iterations) and covered < SKIPPED_ITERATIONS:
-            count, covered = count + 1, covered + self.iterations[count]
+        count = _windows_holding(self.iterations, SKIPPED_ITERATIONS)
         return count if count < len(self.iterations) else 0
 
     @property
@@ -67,3 +62,13 @@ class Throughput:
             f"throughput: {self.steady_state():.3f} {what} over {self.steady_iterations} iterations "
             f"(first {SKIPPED_ITERATIONS} left out; {total:.2f} s in all timed iterations)"
         )
+
+
+def _windows_holding(iterations: Iterable[int], wanted: int) -> int:
+    """How many windows, taken in order from `iterations` (each window's count), hold `wanted` iterations."""
+    count = covered = 0
+    for size in iterations:
+        if covered >= wanted:
+            break
+        count, covered = count + 1, covered + size
+    return count
