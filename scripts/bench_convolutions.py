@@ -21,11 +21,16 @@ with TFLOP/s far below the card's rate means the kernel, not the hardware, is th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmark.perf import host_bandwidth_gb_s  # noqa: E402  (the bandwidth benchmark.perf's roofline uses)
+from implementations.torch.runtime import cuda_copy_bandwidth_gb_s  # noqa: E402
 
 
 def _timed(function, steps: int, device: torch.device) -> float:
@@ -40,14 +45,6 @@ def _timed(function, steps: int, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - begin) / steps * 1e3
-
-
-def copy_bandwidth(device: torch.device, dtype: torch.dtype, steps: int) -> float:
-    """Read + write GB/s of a 1 GiB (GPU) or 256 MiB (CPU) copy."""
-    source = torch.empty((2**30 if device.type == "cuda" else 2**28) // 2, dtype=dtype, device=device)
-    target = torch.empty_like(source)
-    milliseconds = _timed(lambda: target.copy_(source), steps, device)
-    return 2 * source.numel() * source.element_size() / (milliseconds * 1e-3) / 1e9
 
 
 def level_rows(args, device: torch.device, dtype: torch.dtype, bandwidth: float):
@@ -113,7 +110,7 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.benchmark_limit = 0  # try every algorithm, as the implementations do
-    bandwidth = copy_bandwidth(device, dtype, args.steps)
+    bandwidth = cuda_copy_bandwidth_gb_s(device) if device.type == "cuda" else host_bandwidth_gb_s()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"{name}, torch {torch.__version__}, {args.dtype}, {args.images} plane-images, copy bandwidth "
           f"{bandwidth:.0f} GB/s, compile mode {args.compile_mode}\n")

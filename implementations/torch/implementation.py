@@ -18,7 +18,7 @@ from .confusion import confusion, predictions
 from .cost import layer_table, measure_cost
 from .data_parallel import data_parallel
 from .loss import SegmentationLoss
-from .runtime import PrecisionPolicy, device_type, select_device, set_threads
+from .runtime import PrecisionPolicy, cuda_copy_bandwidth_gb_s, device_type, select_device, set_threads
 from .uresnet2d import UResNet, count_parameters
 
 
@@ -180,18 +180,7 @@ class TorchDense2D(Implementation):
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def memory_bandwidth_gb_s(self) -> Optional[float]:
-        if self.device.type != "cuda":
-            return None
-        source = torch.empty(2**28, dtype=torch.float32, device=self.device)  # 1 GiB
-        target = torch.empty_like(source)
-        target.copy_(source)
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(10):
-            target.copy_(source)
-        stop.record()
-        stop.synchronize()
-        return 10 * 2 * source.numel() * 4 / (start.elapsed_time(stop) / 1e3) / 1e9
+        return cuda_copy_bandwidth_gb_s(self.device) if self.device.type == "cuda" else None
 
     # -- state -------------------------------------------------------------
     def save(self, path: str) -> None:

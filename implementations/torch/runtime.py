@@ -20,6 +20,20 @@ def device_type(compute_mode: ComputeMode) -> str:
     return "cpu"
 
 
+def cuda_copy_bandwidth_gb_s(device: torch.device) -> float:
+    """Read + write GB/s of a GPU's memory: ten copies of 1 GiB, timed with CUDA events."""
+    source = torch.empty(2**28, dtype=torch.float32, device=device)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        target.copy_(source)
+    stop.record()
+    stop.synchronize()
+    return 10 * 2 * source.numel() * source.element_size() / (start.elapsed_time(stop) / 1e3) / 1e9
+
+
 def select_device(compute_mode: ComputeMode, local_rank: int = 0) -> torch.device:
     """The CPU, or the GPU of this rank on its node (`local_rank` modulo the GPUs visible)."""
     if device_type(compute_mode) == "cpu":
