@@ -31,12 +31,16 @@ mkdir -p "$OUT"
   echo "host: $(nproc) cores; commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } > "$OUT/versions.txt" 2>&1
 cat "$OUT/versions.txt"
-perf() {  # file seconds perf-arguments...
+timed_case() {  # name seconds command...: the command's output into OUT/name.txt, under its own time limit
     local name=$1 limit=$2; shift 2
-    echo "== $name: python -m benchmark.perf run.compute_mode=${COMPUTE_MODE:-GPU} data.workers=8 data.worker_processes=true $*" | tee -a "$OUT/$name.txt"
-    timeout "$limit" $PY -m benchmark.perf run.compute_mode=${COMPUTE_MODE:-GPU} data.workers=8 data.worker_processes=true "$@" >> "$OUT/$name.txt" 2>&1 \
-        || echo "($name did not finish: exit status $?)" >> "$OUT/$name.txt"
-    grep -E "^\||^input|^largest|images/s$|took|did not finish|^error" "$OUT/$name.txt" | tail -n 10
+    echo "== $name: $*" | tee -a "$OUT/$name.txt"
+    timeout "$limit" "$@" >> "$OUT/$name.txt" 2>&1 || echo "($name did not finish: exit status $?)" >> "$OUT/$name.txt"
+    grep -E "^\||^input|^largest|images/s$|took|did not finish|^error" "$OUT/$name.txt" | tail -n 12
+}
+perf() {  # name seconds perf-arguments...
+    local name=$1 limit=$2; shift 2
+    timed_case "$name" "$limit" $PY -m benchmark.perf run.compute_mode=${COMPUTE_MODE:-GPU} data.workers=8 \
+        data.worker_processes=true "$@"
 }
 case_() {
     case $1 in
@@ -51,11 +55,7 @@ case_() {
         --paths reference --max-batch 70 ;;
     autotune-640) perf "$1" 540 --network uresnet --downsample 1 --batch 8 --precision bfloat16 --steps 20 --warmup 4 \
         --paths optimized framework.compile_mode=max-autotune ;;
-    conv-640)
-        echo "== $1: python3 scripts/bench_convolutions.py --levels 4 --compile-mode max-autotune" | tee -a "$OUT/$1.txt"
-        timeout 240 $PY scripts/bench_convolutions.py --levels 4 --compile-mode max-autotune >> "$OUT/$1.txt" 2>&1 \
-            || echo "($1 did not finish: exit status $?)" >> "$OUT/$1.txt"
-        grep -E "^\||did not finish|^error" "$OUT/$1.txt" | tail -n 12 ;;
+    conv-640) timed_case "$1" 240 $PY scripts/bench_convolutions.py --levels 4 --compile-mode max-autotune ;;
     *) echo "unknown case: $1 (uresnet-640 a21-640 uresnet-1280 reference-fp max-batch autotune-640 conv-640)" >&2; return 2 ;;
     esac
 }
