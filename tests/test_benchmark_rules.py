@@ -19,7 +19,9 @@ def test_a_benchmark_fixes_its_settings_and_keeps_tunable_defaults():
     assert cfg.run.benchmark == "mini" and cfg.network.name == "a21" and cfg.network.network_depth == 4
     assert cfg.data.downsample == 3 and cfg.run.validation.value == "full"
     assert cfg.run.minibatch_size == 8 and cfg.mode.optimizer.learning_rate == pytest.approx(0.001)
-    assert config.load(["benchmark=throughput", "run.id=x"]).run.iterations == BENCHMARKS["throughput"].steps
+    throughput = config.load(["benchmark=throughput", "run.id=x"])
+    assert throughput.run.iterations == BENCHMARKS["throughput"].steps and throughput.data.worker_processes
+    assert not config.load(["benchmark=throughput", "run.id=x", "data.worker_processes=false"]).data.worker_processes
 
 
 @pytest.mark.parametrize(
