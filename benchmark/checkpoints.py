@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
@@ -71,7 +73,20 @@ class CheckpointStore:
 
 
 def require_checkpoint(path: str) -> str:
-    """`path`, refused in one line when there is no such file (checked before a run writes anything)."""
+    """`path`, refused in one line when it is missing or damaged (checked before a run writes anything).
+
+    Every implementation's checkpoint is a zip archive (torch.save's format,
+    numpy's .npz), so a truncated or damaged file is found here by the
+    archive's own structure and CRCs, without the framework: reading it
+    once costs about as much as copying it.
+    """
     if not os.path.isfile(path):
         raise DataError(f"{path}: no such checkpoint")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise DataError(f"{path}: not a readable checkpoint (truncated, or not one: {exc})") from exc
+    if damaged is not None:
+        raise DataError(f"{path}: damaged checkpoint (its member {damaged} fails its CRC check)")
     return path

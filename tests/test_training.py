@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import torch
 from tiny import TINY_NETWORK
 
 from benchmark.cli import main
@@ -85,12 +86,28 @@ def test_throughput_windows_leave_out_the_warm_up_iterations():
     assert short.steady_iterations == 0 and short.steady_state() == 1.0  # too few to skip: all of them
 
 
+def _damaged_checkpoints(folder):
+    """A missing, a garbage, a truncated and a bit-flipped checkpoint, with the refusal each gets."""
+    whole = folder / "whole.pt"
+    torch.save({"model": {"w": torch.arange(4096.0)}}, whole)
+    data = whole.read_bytes()
+    (folder / "garbage.pt").write_bytes(b"not a checkpoint\n")
+    (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
+    flipped = bytearray(data)
+    start = data.index(torch.arange(4096.0).numpy().tobytes()[:64])  # inside the stored tensor
+    flipped[start + 100] ^= 0xFF
+    (folder / "flipped.pt").write_bytes(bytes(flipped))
+    return [(folder / "absent.pt", "no such checkpoint"), (folder / "garbage.pt", "not a readable checkpoint"),
+            (folder / "truncated.pt", "not a readable checkpoint"), (folder / "flipped.pt", "fails its CRC check")]
+
+
 @pytest.mark.parametrize("mode", ["train", "inference"])
-def test_missing_weights_are_refused_before_anything_is_written(tmp_path, capsys, mode):
-    absent = tmp_path / "absent.pt"
-    assert run(tmp_path, mode, f"mode.weights_location={absent}", "run.iterations=1", mode=mode)[0] == 1
-    assert f"{absent}: no such checkpoint" in capsys.readouterr().err
-    assert not (tmp_path / mode).exists()
+def test_missing_or_damaged_weights_are_refused_before_anything_is_written(tmp_path, capsys, mode):
+    for path, refusal in _damaged_checkpoints(tmp_path):
+        assert run(tmp_path, mode, f"mode.weights_location={path}", "run.iterations=1", mode=mode)[0] == 1
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {path}: ") and refusal in errors[0]
+        assert not (tmp_path / mode).exists()
 
 
 def test_a_device_that_is_not_there_is_refused_before_anything_is_written(tmp_path, capsys):
