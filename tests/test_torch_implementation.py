@@ -8,6 +8,7 @@ from tiny import TINY_NETWORK, TINY_SHAPE
 from benchmark import config
 from benchmark.data.pipeline import load_batch
 from benchmark.data.synthetic import SyntheticSource
+from benchmark.errors import DataError
 from implementations.torch.implementation import TorchDense2D
 
 SHAPE = TINY_SHAPE
@@ -52,6 +53,18 @@ def test_save_and_load_restore_state(tmp_path):
     for a, b in zip(impl.model.state_dict().values(), other.model.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert other.optimizer.state_dict()["state"].keys() == impl.optimizer.state_dict()["state"].keys()
+
+
+class _NotATensor:
+    pass
+
+
+def test_a_pickle_holding_other_objects_is_refused_without_torchs_advice(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"model": _NotATensor()}, path)
+    with pytest.raises(DataError, match="other.pt: not a checkpoint written by this benchmark") as refused:
+        build().load(str(path))
+    assert "weights_only" not in str(refused.value)  # torch's text advises loading untrusted code
 
 
 def test_cost_of_a_tiny_network():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -202,6 +203,9 @@ class TorchDense2D(Implementation):
             self.model.load_state_dict(state["model"])
         except FileNotFoundError as exc:
             raise DataError(f"{path}: no such checkpoint") from exc
+        except pickle.UnpicklingError as exc:  # torch's own text here advises weights_only=False, which is no fix
+            raise DataError(f"{path}: not a checkpoint written by this benchmark (it holds more than tensors "
+                            "and plain containers, or is not a pickle)") from exc
         except Exception as exc:  # a truncated file, another model, not a checkpoint
             raise DataError(f"{path}: not a checkpoint of this network ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from exc
         if weights_only:
