@@ -275,6 +275,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if min(args.batch, args.steps) < 1 or args.warmup < 0:
         print("error: --batch and --steps must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
+    for option, value in (("--max-batch", args.max_batch), ("--bandwidth", args.bandwidth)):
+        if value is not None and not value > 0:  # also refuses nan
+            print(f"error: {option} {value:g}: must be > 0", file=sys.stderr)
+            return 2
     try:
         probe, _ = _implementation(args, "reference", args.batch)
         if args.bandwidth:

@@ -188,6 +188,14 @@ def test_commands_refuse_bad_input_in_one_line(tmp_path, capsys):
     assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
     assert "out of range (the file has 5 events)" in lines[1]
     assert not (tmp_path / "x.npz").exists() and not (tmp_path / "x.png").exists()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert data_main(["generate", "--out", str(blocked / "sub"), "--train", "1"]) == 1
+    assert data_main(["generate", "--out", str(tmp_path / "g"), "--train", "1", "--workers", "0"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: --out {blocked / 'sub'}: cannot create it (Not a directory)",
+                     "error: --workers 0: must be >= 1"]
+    assert not (tmp_path / "g").exists()
 
 
 def test_generate_writes_a_verifiable_reproducible_dataset(tmp_path, capsys):

@@ -139,6 +139,12 @@ def test_the_perf_script_prints_its_table(capsys):
     assert "largest batch within 1 GiB, reference:" in out and "(estimated)" in out
 
 
+@pytest.mark.parametrize("option, value", [("--max-batch", "-1"), ("--max-batch", "nan"), ("--bandwidth", "0")])
+def test_the_perf_script_refuses_a_budget_or_bandwidth_that_is_not_positive(capsys, option, value):
+    assert perf_main([option, value, "run.compute_mode=CPU"]) == 2
+    assert capsys.readouterr().err == f"error: {option} {value}: must be > 0\n"
+
+
 def test_the_perf_script_profiles_each_path(tmp_path, capsys):
     # settings right after --paths are settings, not paths
     status = perf_main(["--network", "a21", "--downsample", "5", "--batch", "1", "--steps", "1", "--warmup", "1",

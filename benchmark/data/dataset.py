@@ -92,7 +92,14 @@ def generate(out: str, counts: Dict[str, int], seed: int, workers: Optional[int]
     for split, n in counts.items():
         if n < 0:
             raise BenchmarkError(f"--{split} {n}: must be >= 0")
-    os.makedirs(out, exist_ok=True)
+    if workers is not None and workers < 1:
+        raise BenchmarkError(f"--workers {workers}: must be >= 1")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise BenchmarkError(f"--out {out}: cannot create it ({exc.strerror})") from exc
+    if not os.access(out, os.W_OK):
+        raise BenchmarkError(f"--out {out}: not writable")
     existing = [name for name in [MANIFEST] + [file_name(s) for s in counts] if os.path.exists(os.path.join(out, name))]
     if existing:
         raise DataError(f"{out}: already holds {', '.join(existing)}; choose another --out (nothing is overwritten)")
