@@ -30,25 +30,26 @@ EOF
 }
 
 die() { echo "error: $*" >&2; exit 2; }
+need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"; }
 
 SYSTEM="" BENCHMARK=mini FRAMEWORK=torch CONV_MODE=2D OPTIMIZED=false RUNS=1 LAUNCHER=local RANKS=1 RANKS_PER_NODE="" MODE="" INSTANCES=1
 DATA_DIR="" RESULTS=results SEED="" CLEAR_CACHE=0 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --system) SYSTEM=${2:?}; shift 2 ;;
-        --benchmark) BENCHMARK=${2:?}; shift 2 ;;
-        --framework) FRAMEWORK=${2:?}; shift 2 ;;
-        --conv-mode) CONV_MODE=${2:?}; shift 2 ;;
+        --system) need "$@"; SYSTEM=$2; shift 2 ;;
+        --benchmark) need "$@"; BENCHMARK=$2; shift 2 ;;
+        --framework) need "$@"; FRAMEWORK=$2; shift 2 ;;
+        --conv-mode) need "$@"; CONV_MODE=$2; shift 2 ;;
         --optimized) OPTIMIZED=true; shift ;;
-        --runs) RUNS=${2:?}; shift 2 ;;
-        --launcher) LAUNCHER=${2:?}; shift 2 ;;
-        --ranks) RANKS=${2:?}; shift 2 ;;
-        --ranks-per-node) RANKS_PER_NODE=${2:?}; shift 2 ;;
-        --distributed-mode) MODE=${2:?}; shift 2 ;;
-        --instances) INSTANCES=${2:?}; shift 2 ;;
-        --data-dir) DATA_DIR=${2:?}; shift 2 ;;
-        --results) RESULTS=${2:?}; shift 2 ;;
-        --seed) SEED=${2:?}; shift 2 ;;
+        --runs) need "$@"; RUNS=$2; shift 2 ;;
+        --launcher) need "$@"; LAUNCHER=$2; shift 2 ;;
+        --ranks) need "$@"; RANKS=$2; shift 2 ;;
+        --ranks-per-node) need "$@"; RANKS_PER_NODE=$2; shift 2 ;;
+        --distributed-mode) need "$@"; MODE=$2; shift 2 ;;
+        --instances) need "$@"; INSTANCES=$2; shift 2 ;;
+        --data-dir) need "$@"; DATA_DIR=$2; shift 2 ;;
+        --results) need "$@"; RESULTS=$2; shift 2 ;;
+        --seed) need "$@"; SEED=$2; shift 2 ;;
         --clear-cache) CLEAR_CACHE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; EXTRA=("$@"); break ;;

@@ -89,6 +89,8 @@ def run_script(*args, cwd=ROOT):
         (["--launcher", "torchrun", "--ranks", "4", "--ranks-per-node", "2"],
          "--launcher torchrun starts one node here"),
         (["--optimized", "--conv-mode", "sparse"], "there is an optimized path for PyTorch 2D and 3D only"),
+        (["--launcher"], "error: --launcher needs a value"),
+        (["--runs", ""], "error: --runs needs a value"),
     ],
 )
 def test_run_benchmark_refuses_bad_use(args, fragment):
