@@ -66,6 +66,8 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--modes", nargs="+", default=["2D", "3D", "sparse"], choices=["2D", "3D", "sparse"])
     parser.add_argument("--frameworks", nargs="+", default=["torch", "tensorflow"], choices=["torch", "tensorflow"])
     args, extra = parser.parse_known_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: must be >= 1")
     rows = []
     chosen = [c for c in COMBINATIONS if c[2] in args.modes and c[1] in args.frameworks]
     with tempfile.TemporaryDirectory(prefix="bench-frameworks-") as scratch:
