@@ -54,6 +54,18 @@ def test_a_short_training_run_follows_the_reference_loss_curve(tmp_path):
     assert curves["true"][-1] < curves["true"][0]
 
 
+def test_a_resumed_optimized_run_continues_exactly(tmp_path):
+    common = ["data.synthetic=true", "data.synthetic_events=16", *TINY_NETWORK, "run.minibatch_size=4", "run.seed=11",
+              "data.seed=5", "run.aux_iterations=0", "mode.checkpoint_iteration=2", "framework.optimized=true"]
+    assert main(["mode=train", "run.id=w", f"run.output_dir={tmp_path / 'whole'}", "run.iterations=4", *common]) == 0
+    for iterations in (2, 4):  # the second invocation resumes from the first one's checkpoint
+        assert main(["mode=train", "run.id=s", f"run.output_dir={tmp_path / 'split'}", f"run.iterations={iterations}",
+                     *common]) == 0
+    whole, split = (torch.load(tmp_path / run / "checkpoints" / "model-4.pt", weights_only=True) for run in ("whole", "split"))
+    for key, value in whole["model"].items():
+        torch.testing.assert_close(split["model"][key], value, rtol=0, atol=0, msg=key)
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 4, 6), (1, 2, 1, 5), (3, 4, 7, 2)])
 def test_pointwise_bilinear_upsampling_is_torch_s(shape):
     from implementations.torch.blocks import Bilinear2x, torch_bilinear2x
