@@ -106,3 +106,14 @@ def test_a_missing_or_corrupt_checkpoint_is_one_clear_error(framework, tmp_path)
     for path in (truncated, garbage):
         with pytest.raises(DataError, match=f"{path.name}: not a checkpoint"):
             impl.load(str(path))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_checkpoint_of_another_network_names_the_first_mismatch(framework, tmp_path):
+    wider = build(framework, "network.n_initial_filters=3")
+    path = tmp_path / f"wider{wider.checkpoint_suffix()}"
+    wider.save(str(path))
+    with pytest.raises(DataError, match="not a checkpoint of this network") as refused:
+        build(framework).load(str(path))
+    message = str(refused.value)
+    assert "\n" not in message and ("size mismatch for" in message or "has shape" in message), message

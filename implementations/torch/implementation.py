@@ -207,7 +207,7 @@ class TorchDense2D(Implementation):
             raise DataError(f"{path}: not a checkpoint written by this benchmark (it holds more than tensors "
                             "and plain containers, or is not a pickle)") from exc
         except Exception as exc:  # a truncated file, another model, not a checkpoint
-            raise DataError(f"{path}: not a checkpoint of this network ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from exc
+            raise DataError(f"{path}: not a checkpoint of this network ({type(exc).__name__}: {_first_problem(exc)})") from exc
         if weights_only:
             return
         self.optimizer.load_state_dict(state["optimizer"])
@@ -234,6 +234,13 @@ class TorchDense2D(Implementation):
 
     def checkpoint_suffix(self) -> str:
         return ".pt"
+
+
+def _first_problem(exc: Exception, width: int = 200) -> str:
+    """The first line of `exc` that says what is wrong: load_state_dict's first line only announces a list."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+    first = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return first[:width]
 
 
 class TorchDense3D(TorchDense2D):
