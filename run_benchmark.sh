@@ -75,6 +75,11 @@ RANKS_PER_NODE=${RANKS_PER_NODE:-$RANKS}
 
 scripts/setup.sh
 PY=.venv/bin/python
+DISTRIBUTED=()
+[ "$RANKS" -eq 1 ] || DISTRIBUTED=(run.distributed=true framework.distributed_mode="$MODE" run.instances="$INSTANCES")
+# The run's settings, checked before anything is described, built, generated or run.
+$PY -m benchmark.config check mode=train benchmark="$BENCHMARK" run.id=check framework.name="$FRAMEWORK" \
+    network.conv_mode="$CONV_MODE" framework.optimized="$OPTIMIZED" "${DISTRIBUTED[@]}" "${EXTRA[@]}" > /dev/null || exit 2
 [ "$MODE" != horovod ] || [ "$RANKS" -eq 1 ] || scripts/build_horovod.sh
 
 # The system description: given, or this host's (written once).
@@ -109,8 +114,6 @@ case "$LAUNCHER" in
     torchrun) PREFIX=(.venv/bin/torchrun --nproc-per-node "$RANKS" --no-python) ;;
     *) read -r -a PREFIX <<< "$LAUNCHER" ;;
 esac
-DISTRIBUTED=()
-[ "$RANKS" -eq 1 ] || DISTRIBUTED=(run.distributed=true framework.distributed_mode="$MODE" run.instances="$INSTANCES")
 DATA=()
 [ -z "$DATA_DIR" ] || DATA=(data.data_directory="$DATA_DIR")
 IMPLEMENTATION="$FRAMEWORK-$CONV_MODE"

@@ -100,6 +100,25 @@ def test_run_benchmark_refuses_bad_use(args, fragment):
     assert "Traceback" not in proc.stderr
 
 
+def test_run_benchmark_checks_the_settings_before_it_writes_anything():
+    before = sorted(os.listdir(os.path.join(ROOT, "systems")))
+    proc = run_script("--benchmark", "throughput", "--", "network.n_initial_filters=3")  # no --system: this host
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line
+    assert proc.stderr.startswith("error: network.n_initial_filters is fixed by the throughput benchmark")
+    assert sorted(os.listdir(os.path.join(ROOT, "systems"))) == before  # the host was not described
+
+
+def test_config_check_validates_without_running(capsys):
+    from benchmark.config.__main__ import main as config_main
+
+    assert config_main(["check", "run.id=x", "benchmark=mini", "run.minibatch_size=8"]) == 0
+    assert capsys.readouterr().out == "settings accepted\n"
+    assert config_main(["check", "run.id=x", "run.precision=fp8"]) == 2
+    assert capsys.readouterr().err.startswith("error: run.precision: 'fp8' is not allowed")
+    assert config_main([]) == 2 and capsys.readouterr().err.startswith("usage: python -m benchmark.config check")
+
+
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_every_setting_run_benchmark_passes_is_one_each_benchmark_lets_a_site_tune(name):
     import re
