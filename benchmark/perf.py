@@ -17,7 +17,9 @@ forward pass, read in the backward pass; 2 bytes each under bfloat16 or
 mixed autocast, 4 otherwise), i.e. an upper bound for the
 unfused graph. The bandwidth is measured with a large copy (or given with
 `--bandwidth`). The input pipeline's images/s at the same resolution and
-batch is printed too, so that a data bottleneck shows. `--max-batch GIB`
+batch is printed too, so that a data bottleneck shows (synthetic events made
+by `data.workers` worker processes, as in the `throughput` benchmark;
+`data.worker_processes=false` measures threads). `--max-batch GIB`
 searches the largest batch whose training fits GIB of device memory, each
 trial in a fresh process (an out-of-memory trial cannot harm the next, and
 none inherits caches or compiled graphs); trials at batch 1 and 2 fit
@@ -36,7 +38,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -76,7 +78,8 @@ def activation_scale(precision: str) -> float:
 def _configuration(args, path: str, batch: int):
     tokens = ["run.id=perf", f"network={args.network}", f"data.downsample={args.downsample}", "data.synthetic=true",
               f"data.synthetic_events={EVENTS}", "data.seed=1", "run.seed=1", f"run.minibatch_size={batch}",
-              f"run.precision={args.precision}", "mode.optimizer.lr_schedule=flat", PATHS[path], *args.settings]
+              f"run.precision={args.precision}", "mode.optimizer.lr_schedule=flat", PATHS[path],
+              "data.worker_processes=true", *args.settings]  # processes: the throughput benchmark's default
     return config.load(tokens)
 
 
@@ -136,17 +139,21 @@ def _profile(impl, batches, directory: str, steps: int = 3, rows: int = 25) -> N
             print("".join(handle.readlines()[:rows + 3]), flush=True)
 
 
-def input_pipeline_rate(args, steps: int) -> float:
-    """Images/s that the loader delivers at this resolution and batch (synthetic events, the run's workers)."""
+def input_pipeline_rate(args, steps: int) -> Tuple[float, str]:
+    """Images/s that the loader delivers at this resolution and batch (synthetic events, the run's data
+    workers), and who made them."""
     cfg = _configuration(args, "reference", args.batch)
+    workers = f"{cfg.data.workers} worker {'processes' if cfg.data.worker_processes else 'threads'}"
     source = SyntheticSource(max(EVENTS, args.batch), seed=1)
     sampler = EpochSampler(len(source), args.batch, seed=1)
+    warmup = 4  # worker processes start slowly: over 10 batches after the first they showed half their pace
     with open_loader(cfg, source, sampler) as loader:
-        loader.get(0)
-        begin = time.perf_counter()
-        for step in range(1, steps + 1):
+        for step in range(warmup):
             loader.get(step)
-        return steps * args.batch / (time.perf_counter() - begin)
+        begin = time.perf_counter()
+        for step in range(warmup, warmup + steps):
+            loader.get(step)
+        return steps * args.batch / (time.perf_counter() - begin), workers
 
 
 def host_bandwidth_gb_s() -> float:
@@ -238,7 +245,7 @@ def max_batch(args, path: str, budget_gib: float, device_memory: bool,
     return f"{found} (measured, {trials}{model})"
 
 
-def table(figures: Sequence[Figures], pipeline: float, bandwidth: float, source: str) -> str:
+def table(figures: Sequence[Figures], pipeline: Tuple[float, str], bandwidth: float, source: str) -> str:
     base = next((f for f in figures if f.path == "reference"), figures[0])
     lines = ["| path | implementation | images/s | x reference | peak memory (GiB) | forward GFLOP/image | "
              "achieved TFLOP/s | roofline share |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -247,7 +254,8 @@ def table(figures: Sequence[Figures], pipeline: float, bandwidth: float, source:
         lines.append(f"| {f.path} | {f.implementation} | {f.images_per_second:.2f} | "
                      f"{f.images_per_second / base.images_per_second:.2f} | {memory} | {f.forward_gflop:.1f} | "
                      f"{f.train_tflop_per_s:.3f} | {f.roofline_share:.1%} |")
-    lines.append(f"\ninput pipeline: {pipeline:.1f} images/s; memory bandwidth {bandwidth:.0f} GB/s ({source})")
+    lines.append(f"\ninput pipeline: {pipeline[0]:.1f} images/s ({pipeline[1]}); "
+                 f"memory bandwidth {bandwidth:.0f} GB/s ({source})")
     return "\n".join(lines)
 
 
@@ -289,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         figures: List[Figures] = []
         for path in args.paths:
             figures.append(measure(args, path, bandwidth))
-        pipeline = input_pipeline_rate(args, steps=max(args.steps, 5))
+        pipeline = input_pipeline_rate(args, steps=max(args.steps, 40))
         print(f"\n{args.network} at {SBND_SHAPE[0] >> args.downsample}x{SBND_SHAPE[1] >> args.downsample}, batch "
               f"{args.batch}, {args.precision}, {args.steps} timed steps after {args.warmup}\n")
         print(table(figures, pipeline, bandwidth, source))
