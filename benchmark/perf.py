@@ -143,7 +143,6 @@ def input_pipeline_rate(args, steps: int) -> Tuple[float, str]:
     """Images/s that the loader delivers at this resolution and batch (synthetic events, the run's data
     workers), and who made them."""
     cfg = _configuration(args, "reference", args.batch)
-    workers = f"{cfg.data.workers} worker {'processes' if cfg.data.worker_processes else 'threads'}"
     source = SyntheticSource(max(EVENTS, args.batch), seed=1)
     sampler = EpochSampler(len(source), args.batch, seed=1)
     warmup = 4  # worker processes start slowly: over 10 batches after the first they showed half their pace
@@ -153,7 +152,7 @@ def input_pipeline_rate(args, steps: int) -> Tuple[float, str]:
         begin = time.perf_counter()
         for step in range(warmup, warmup + steps):
             loader.get(step)
-        return steps * args.batch / (time.perf_counter() - begin), workers
+        return steps * args.batch / (time.perf_counter() - begin), loader.description
 
 
 def host_bandwidth_gb_s() -> float:

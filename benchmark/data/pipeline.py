@@ -162,6 +162,7 @@ class Loader:
         self.prefetch = prefetch
         self.dense = dense
         self.max_voxels = max_voxels
+        self.description = f"{workers} worker {'processes' if processes else 'threads'}"  # for reports
         self.times = StageTimes()
         self._pending: Dict[int, Future] = {}  # touched by the caller's thread only
         self._executor = None

@@ -41,13 +41,13 @@ def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
             voxels += batch.n_voxels
             progress.advance(**{"img/s": f"{rate:.1f}"})
         stages = dict(loader.times.seconds)
+        where = loader.description
     progress.close()
     images = cfg.run.iterations * sampler.local_batch_size
     rows, cols = session.image_shape
     if parallel.distributed:
         print(f"iotest of rank 0, which reads {sampler.local_batch_size} of every {cfg.run.minibatch_size} images "
               f"(the {parallel.size} ranks read disjoint shares)")
-    where = f"{cfg.data.workers} worker {'processes' if cfg.data.worker_processes else 'threads'}"
     print(
         f"iotest: {cfg.run.iterations} batches of {sampler.local_batch_size} images of 3x{rows}x{cols} "
         f"({voxels / images:,.0f} charged voxels per image after downsampling), prepared by {where}"
