@@ -1,4 +1,4 @@
-"""The run's output directory: saved configurations and metric CSV files."""
+"""Output folders: created and checked in one place; the run's folder with its saved configurations and metric CSV files."""
 from __future__ import annotations
 
 import csv
@@ -6,6 +6,21 @@ import os
 from typing import Dict, List, Sequence
 
 from benchmark.errors import BenchmarkError
+
+CHECKPOINTS = "checkpoints"  # the run folder's subfolder for them
+
+
+def make_writable_directory(path: str, name: str, inside: Sequence[str] = ()) -> None:
+    """Create `path` and its subfolders `inside` where missing, refusing in one line (naming the setting
+    `name`) a folder that cannot be made or written to."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        for folder in inside:
+            os.makedirs(os.path.join(path, folder), exist_ok=True)
+    except OSError as exc:
+        raise BenchmarkError(f"{name}: cannot create it ({exc.strerror})") from exc
+    if not os.access(path, os.W_OK):
+        raise BenchmarkError(f"{name}: not writable")
 
 
 class RunDirectory:
@@ -15,18 +30,12 @@ class RunDirectory:
         self.path = path
 
     def create(self) -> "RunDirectory":
-        try:
-            os.makedirs(self.path, exist_ok=True)
-            os.makedirs(self.checkpoints, exist_ok=True)
-        except OSError as exc:
-            raise BenchmarkError(f"run.output_dir={self.path}: cannot create it ({exc.strerror})") from exc
-        if not os.access(self.path, os.W_OK):
-            raise BenchmarkError(f"run.output_dir={self.path}: not writable")
+        make_writable_directory(self.path, f"run.output_dir={self.path}", inside=[CHECKPOINTS])
         return self
 
     @property
     def checkpoints(self) -> str:
-        return os.path.join(self.path, "checkpoints")
+        return os.path.join(self.path, CHECKPOINTS)
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)

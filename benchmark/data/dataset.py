@@ -21,6 +21,7 @@ from benchmark.data.generator import GENERATOR_VERSION, GeneratedSource
 from benchmark.data.larcv_writer import LarcvWriter
 from benchmark.data.source import Event
 from benchmark.errors import BenchmarkError, DataError
+from benchmark.output import make_writable_directory
 
 SPLITS = ("train", "val", "test")
 IMAGE_PRODUCER, LABEL_PRODUCER = "sbndwire", "sbnd_cosmicseg"
@@ -94,12 +95,7 @@ def generate(out: str, counts: Dict[str, int], seed: int, workers: Optional[int]
             raise BenchmarkError(f"--{split} {n}: must be >= 0")
     if workers is not None and workers < 1:
         raise BenchmarkError(f"--workers {workers}: must be >= 1")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise BenchmarkError(f"--out {out}: cannot create it ({exc.strerror})") from exc
-    if not os.access(out, os.W_OK):
-        raise BenchmarkError(f"--out {out}: not writable")
+    make_writable_directory(out, f"--out {out}")
     existing = [name for name in [MANIFEST] + [file_name(s) for s in counts] if os.path.exists(os.path.join(out, name))]
     if existing:
         raise DataError(f"{out}: already holds {', '.join(existing)}; choose another --out (nothing is overwritten)")
