@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What a site runs: set-up on first use, then N runs of a benchmark, each checked
-# by the official MLPerf compliance checker and stored under results/, then a summary.
+# by the official MLPerf compliance checker and stored under results/ when compliant, then a summary.
 # Without options: one run of the `mini` benchmark on this machine.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -149,13 +149,22 @@ for i in $(seq 1 "$RUNS"); do
         failed=1
         [ "$missing" -eq 0 ] || continue  # a run that failed but logged is still a result (e.g. aborted)
     fi
+    compliant=1
     for log in "${LOGS[@]}"; do
-        $PY -m benchmark.compliance check "$log" || failed=1
+        $PY -m benchmark.compliance check "$log" || compliant=0
     done
+    if [ "$compliant" -eq 0 ]; then
+        # Stored, it would be scored as a result; it stays in $OUT for a look.
+        echo "run $i: not stored in $RESULTS: its MLPerf log fails the compliance checker (kept in $OUT)" >&2
+        failed=1
+        continue
+    fi
     WEAK=()
     [ "$INSTANCES" -eq 1 ] || WEAK=(--weak)
     $PY -m benchmark.results store "${WEAK[@]}" "${LOGS[@]}" --root "$RESULTS" --system "$SYSTEM" \
-        --benchmark "$BENCHMARK" --implementation "$IMPLEMENTATION"
+        --benchmark "$BENCHMARK" --implementation "$IMPLEMENTATION" \
+        || { echo "run $i: not stored (kept in $OUT)" >&2; failed=1; }
 done
-$PY -m benchmark.results summarize "$RESULTS"
+$PY -m benchmark.results summarize "$RESULTS" || failed=1
+[ "$failed" -eq 0 ] || echo "error: not every run succeeded and was stored as a compliant result (see above)" >&2
 exit $failed

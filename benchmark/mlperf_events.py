@@ -2,7 +2,9 @@
 
 Submission identity comes from the system description (`run.system`), the
 hyperparameters from the resolved configuration: each key a builder applies
-is logged, so the compliance ruleset can check it.
+is logged, so the compliance ruleset can check it. A benchmark run logs the
+rules version of its definition; a run outside a benchmark follows no
+definition and logs `none` for both the benchmark and its rules version.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Dict
 from omegaconf import DictConfig
 
 from benchmark.mlperf_log import C, MLPerfLog
-from benchmark.rules import BENCHMARK_NAME
+from benchmark.rules import BENCHMARK_NAME, get_benchmark
 from benchmark.schedule import REFERENCE
 from benchmark.parallel.context import Parallel
 
@@ -38,6 +40,8 @@ def log_submission(mlog: MLPerfLog, cfg: DictConfig, system: Dict[str, str], imp
     mlog.event(C.SUBMISSION_STATUS, system["status"])
     mlog.event(C.SUBMISSION_PLATFORM, system["system_name"])
     mlog.event("cosmictagger_benchmark", cfg.run.benchmark or "none")
+    version = get_benchmark(cfg.run.benchmark).rules_version if cfg.run.benchmark else "none"
+    mlog.event("cosmictagger_rules_version", version)
     mlog.event("implementation", implementation)
 
 

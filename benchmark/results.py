@@ -9,6 +9,15 @@ a weak-scaling job's instance logs go together into
     python -m benchmark.results store --weak LOG LOG ... --root DIR --system S --benchmark B --implementation I
     python -m benchmark.results summarize [DIR]
 
+A result is what its log says: `store` refuses, in one line and writing
+nothing, a log whose `cosmictagger_benchmark` or `implementation` is not the
+one it is filed under, whose `cosmictagger_rules_version` is not the
+benchmark's current one, or that the official compliance checker fails.
+`summarize` checks every stored log again the same way; only compliant ones
+are scored, the others are listed with their reason and make their entry
+invalid. Entries are (system, benchmark, rules version, implementation):
+runs under different versions of a definition are never scored together.
+
 A time-to-train score is the olympic mean of the first N runs (N from the
 benchmark definition): the fastest and slowest are dropped and the rest
 averaged; one run that missed the target counts as the slowest, two or more
@@ -26,9 +35,11 @@ import os
 import re
 import statistics
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from benchmark.compliance.checker import check
 from benchmark.errors import BenchmarkError
 from benchmark.rules import get_benchmark
 
@@ -49,15 +60,23 @@ def _folder(results_root: str, system: str, benchmark: str, implementation: str)
 
 
 def store(log_path: str, results_root: str, system: str, benchmark: str, implementation: str) -> str:
-    """Copy a run's log to the next result_<i>.txt of its folder; never overwrites one."""
+    """Copy a run's log to the next result_<i>.txt of its folder; never overwrites one.
+
+    Refused, with nothing written, unless the log is a compliant run of this benchmark and implementation."""
     folder = _folder(results_root, system, benchmark, implementation)
-    return _store_in(folder, _read_bytes(log_path))
+    data = _read_bytes(log_path)
+    _refuse_unless_results([log_path], benchmark, implementation)
+    return _store_in(folder, data)
 
 
 def store_weak(log_paths: Sequence[str], results_root: str, system: str, benchmark: str, implementation: str) -> str:
-    """Copy one weak-scaling job's instance logs into a new weak_<j> folder (result_0.txt, ...); returns the folder."""
-    data = [_read_bytes(path) for path in log_paths]  # all readable before anything is written
+    """Copy one weak-scaling job's instance logs into a new weak_<j> folder (result_0.txt, ...); returns the folder.
+
+    Refused, with nothing written, unless every instance's log is a compliant run of this benchmark and
+    implementation."""
     parent = _folder(results_root, system, benchmark, implementation)
+    data = [_read_bytes(path) for path in log_paths]  # all readable before anything is written
+    _refuse_unless_results(log_paths, benchmark, implementation)
     index = 1
     while True:
         folder = os.path.join(parent, f"weak_{index}")
@@ -72,6 +91,14 @@ def store_weak(log_paths: Sequence[str], results_root: str, system: str, benchma
         _write_all(os.open(os.path.join(folder, f"result_{instance}.txt"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644),
                    os.path.join(folder, f"result_{instance}.txt"), content)
     return folder
+
+
+def _refuse_unless_results(log_paths: Sequence[str], benchmark: str, implementation: str) -> None:
+    for path in log_paths:
+        parse_log(path)  # a malformed log is refused with its line
+    for examined in examine([(path, benchmark, implementation) for path in log_paths]):
+        if examined.reason:
+            raise BenchmarkError(f"{examined.record.path} is not stored: {examined.reason}")
 
 
 def _store_in(folder: str, data: bytes) -> str:
@@ -135,6 +162,7 @@ class RunRecord:
 
     path: str
     benchmark: Optional[str] = None
+    rules_version: Optional[str] = None
     system: Optional[str] = None
     implementation: Optional[str] = None
     seed: Optional[int] = None
@@ -155,6 +183,7 @@ class RunRecord:
 # Log keys copied as they are into RunRecord fields.
 _PLAIN_KEYS = {
     "cosmictagger_benchmark": "benchmark",
+    "cosmictagger_rules_version": "rules_version",
     "submission_platform": "system",
     "implementation": "implementation",
     "seed": "seed",
@@ -217,27 +246,83 @@ def parse_log(path: str) -> RunRecord:
     return record
 
 
+# ---------------------------------------------------------------- verifying
+
+
+@dataclass
+class Examined:
+    """A log, and why it is not a result of the folder it is filed under (None: it is one, and compliant)."""
+
+    record: RunRecord
+    reason: Optional[str] = None
+
+
+def examine(logs: Sequence[Tuple[str, str, str]]) -> List[Examined]:
+    """Each (log, benchmark, implementation): what the log says, checked against both, the rules version and
+    the official compliance checker (a process per log: only for logs that pass the rest, several at once)."""
+    examined = []
+    for path, benchmark, implementation in logs:
+        try:
+            record = parse_log(path)
+        except BenchmarkError as exc:
+            examined.append(Examined(RunRecord(path=path), str(exc)))
+            continue
+        examined.append(Examined(record, mismatch(record, benchmark, implementation)))
+    pending = [item for item in examined if item.reason is None]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for item, result in zip(pending, pool.map(check, [item.record.path for item in pending])):
+            if not result.passed:
+                item.reason = f"the compliance checker fails it: {result.first_problem()}"
+    return examined
+
+
+def mismatch(record: RunRecord, benchmark: str, implementation: str) -> Optional[str]:
+    """Why a parsed log is not a run of this benchmark, under its current rules, and implementation (None: it is)."""
+    if record.benchmark != benchmark:
+        if record.benchmark is None:
+            return f"it logs no cosmictagger_benchmark, so it is no run of the {benchmark} benchmark"
+        if record.benchmark == "none":
+            return (f"it is an ordinary training run (cosmictagger_benchmark 'none'), "
+                    f"not a run of the {benchmark} benchmark")
+        return f"it is a run of the {record.benchmark!r} benchmark, not of {benchmark!r}"
+    if record.implementation != implementation:
+        if record.implementation is None:
+            return f"it logs no implementation (filed as {implementation!r})"
+        return f"its implementation is {record.implementation!r}, not {implementation!r}"
+    current = get_benchmark(benchmark).rules_version
+    if record.rules_version != current:
+        if record.rules_version is None:
+            return f"it logs no cosmictagger_rules_version (the {benchmark} benchmark's rules are version {current})"
+        return (f"it ran under rules version {record.rules_version!r} of the {benchmark} benchmark, "
+                f"not the current {current}")
+    return None
+
+
 # ---------------------------------------------------------------- scoring
 
 
 @dataclass
 class SummaryRow:
-    """The score of one (system, benchmark, implementation)."""
+    """The score of one (system, benchmark, rules version, implementation): its compliant runs only."""
 
     system: str
     benchmark: str
+    rules_version: Optional[str]  # as its runs logged it; None: they logged none
     implementation: str
-    runs: int
+    runs: int  # compliant runs
     required: int  # runs a submission needs
     converged: int
     time_to_train_min: Optional[float]  # None: no score (see status), or a throughput benchmark
-    images_per_second: Optional[float]  # median over the runs that report it
+    images_per_second: Optional[float]  # median over the compliant runs that report it
     status: str  # valid, incomplete, invalid
     timed: bool  # whether the benchmark is scored by time to train
+    rejected: List[Examined] = field(default_factory=list)  # logs filed here that are no compliant result
 
     def time_to_train_text(self) -> str:
         if not self.timed:
             return "n/a"
+        if self.rejected:
+            return "invalid"
         if self.runs < self.required:
             return f"incomplete ({self.runs} of {self.required} runs)"
         if self.time_to_train_min is None:
@@ -252,18 +337,22 @@ def olympic_mean(minutes: Sequence[float]) -> float:
     return statistics.fmean(kept)
 
 
-def score(system: str, benchmark: str, implementation: str, records: Sequence[RunRecord]) -> SummaryRow:
-    """Score one folder's runs (in index order)."""
+def score(system: str, benchmark: str, rules_version: Optional[str], implementation: str,
+          records: Sequence[RunRecord], rejected: Sequence[Examined] = ()) -> SummaryRow:
+    """Score one entry's compliant runs (in index order); any rejected log makes the entry invalid."""
     definition = get_benchmark(benchmark)
     required = definition.runs
     timed = definition.target is not None
     rates = [r.images_per_second for r in records if r.images_per_second is not None]
     row = SummaryRow(
-        system=system, benchmark=benchmark, implementation=implementation,
+        system=system, benchmark=benchmark, rules_version=rules_version, implementation=implementation,
         runs=len(records), required=required, converged=sum(r.converged for r in records),
         time_to_train_min=None, images_per_second=statistics.median(rates) if rates else None,
-        status="incomplete", timed=timed,
+        status="incomplete", timed=timed, rejected=list(rejected),
     )
+    if rejected:
+        row.status = "invalid"
+        return row
     if len(records) < required:
         return row
     if not timed:
@@ -285,71 +374,101 @@ class WeakScalingRow:
 
     system: str
     benchmark: str
+    rules_version: Optional[str]  # as its instances logged it (several, comma-separated, if they disagree)
     implementation: str
     job: str  # weak_<j>
     models: int  # M: instances in the job
-    converged: int  # M': instances that reached the target
+    converged: int  # M': compliant instances that reached the target
     instance_ranks: Optional[int]  # S
     total_ranks: int  # T
     time_to_train_all_min: Optional[float]  # first run_start to the last converged run_stop; None: none converged
+    rejected: List[Examined] = field(default_factory=list)  # instance logs that are no compliant result
+
+    @property
+    def status(self) -> str:
+        return "invalid" if self.rejected else "valid"
 
 
-def score_weak(key: Tuple[str, str, str], job: str, records: Sequence[RunRecord]) -> WeakScalingRow:
-    converged = [r for r in records if r.converged]
+def score_weak(key: Tuple[str, str, str], job: str, instances: Sequence[Examined]) -> WeakScalingRow:
+    """Score one job; a rejected instance log makes the whole job invalid (no time to train all)."""
+    system, benchmark, implementation = key
+    rejected = [item for item in instances if item.reason]
+    records = [item.record for item in instances]
+    converged = [item.record for item in instances if not item.reason and item.record.converged]
     starts = [r.start_ms for r in records if r.start_ms is not None]
     ranks = [r.ranks for r in records if r.ranks is not None]
+    versions = sorted({str(r.rules_version) for r in records if r.rules_version is not None})
     total = None
-    if converged and starts:
+    if converged and starts and not rejected:
         total = (max(r.stop_ms for r in converged) - min(starts)) / 60000.0
-    return WeakScalingRow(*key, job=job, models=len(records), converged=len(converged),
-                          instance_ranks=max(ranks) if ranks else None, total_ranks=sum(ranks),
-                          time_to_train_all_min=total)
+    return WeakScalingRow(system, benchmark, ", ".join(versions) or None, implementation, job=job,
+                          models=len(records), converged=len(converged), instance_ranks=max(ranks) if ranks else None,
+                          total_ranks=sum(ranks), time_to_train_all_min=total, rejected=rejected)
 
 
-def collect_weak(root: str) -> List[WeakScalingRow]:
-    """The scored weak-scaling jobs (<system>/<benchmark>/<implementation>/weak_<j>/) under root."""
-    rows = []
-    for folder, subfolders, _ in os.walk(root):
-        parts = os.path.relpath(folder, root).split(os.sep)
-        if len(parts) == 4 and re.match(r"^weak_\d+$", parts[3]):
-            _check_benchmark(folder, parts[1])
-            files = _result_files(folder)
-            if files:
-                rows.append(score_weak(tuple(parts[:3]), parts[3], [parse_log(path) for _, path in files]))
-        if len(parts) >= 4:
-            subfolders.clear()
-    return sorted(rows, key=lambda r: (r.system, r.benchmark, r.implementation, r.job))
+EntryKey = Tuple[str, str, Optional[str], str]  # (system, benchmark, rules version, implementation)
 
 
-def weak_scaling_table(rows: Sequence[WeakScalingRow]) -> str:
-    columns = ("system", "benchmark", "implementation", "job", "models (M' of M)", "ranks per model", "ranks in all",
-               "time to train all (min)")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        total = f"{row.time_to_train_all_min:.2f}" if row.time_to_train_all_min is not None else "none converged"
-        cells = (row.system, row.benchmark, row.implementation, row.job, f"{row.converged} of {row.models}",
-                 str(row.instance_ranks or "-"), str(row.total_ranks), total)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+@dataclass
+class Results:
+    """Every stored log under a results root, examined once, and the scores."""
+
+    root: str
+    rows: List[SummaryRow]
+    weak: List[WeakScalingRow]
+    runs: Dict[EntryKey, List[Examined]]  # every log of each entry, compliant or not, in index order
+
+    def rejected(self) -> List[Examined]:
+        """The logs that are not scored, entry by entry as the tables list them."""
+        return [item for row in [*self.rows, *self.weak] for item in row.rejected]
 
 
-def collect(root: str) -> Dict[Tuple[str, str, str], List[RunRecord]]:
-    """The parsed runs of every <system>/<benchmark>/<implementation> folder under root, in index order."""
+def collect(root: str) -> Results:
+    """Examine and score every <system>/<benchmark>/<implementation>/ folder and weak_<j> job under root."""
     if not os.path.isdir(root):
         raise BenchmarkError(f"no results folder {root}")
-    groups = {}
+    folders, jobs = _result_folders(root)
+    if not folders and not jobs:
+        raise BenchmarkError(f"no result files (<system>/<benchmark>/<implementation>/result_<i>.txt) under {root}")
+    logs = [(path, key[1], key[2]) for key, paths in folders for path in paths]
+    logs += [(path, key[1], key[2]) for key, _, paths in jobs for path in paths]
+    examined = iter(examine(logs))
+    entries: Dict[EntryKey, List[Examined]] = {}
+    for (system, benchmark, implementation), paths in folders:
+        for _ in paths:
+            item = next(examined)
+            version = None if item.record.rules_version is None else str(item.record.rules_version)
+            entries.setdefault((system, benchmark, version, implementation), []).append(item)
+    entries = dict(sorted(entries.items(), key=lambda entry: _entry_order(entry[0])))
+    rows = [score(*key, [i.record for i in items if not i.reason], [i for i in items if i.reason])
+            for key, items in entries.items()]
+    weak = [score_weak(key, job, [next(examined) for _ in paths]) for key, job, paths in jobs]
+    return Results(root=root, rows=rows, weak=weak, runs=entries)
+
+
+def _result_folders(root: str):
+    """([(system, benchmark, implementation), [log, ...]), ...], [(that key, weak_<j>, [log, ...]), ...])."""
+    folders, jobs = [], []
     for folder, subfolders, _ in os.walk(root):
         parts = os.path.relpath(folder, root).split(os.sep)
-        if len(parts) != 3:
-            continue
-        subfolders.clear()  # result files sit exactly three levels down
-        files = _result_files(folder)
-        if files:
-            _check_benchmark(folder, parts[1])
-            groups[tuple(parts)] = [parse_log(path) for _, path in files]
-    if not groups and not collect_weak(root):
-        raise BenchmarkError(f"no result files (<system>/<benchmark>/<implementation>/result_<i>.txt) under {root}")
-    return dict(sorted(groups.items()))
+        weak_job = len(parts) == 4 and re.match(r"^weak_\d+$", parts[3])
+        if len(parts) == 3 or weak_job:
+            files = [path for _, path in _result_files(folder)]
+            if files:
+                _check_benchmark(folder, parts[1])
+                if weak_job:
+                    jobs.append((tuple(parts[:3]), parts[3], files))
+                else:
+                    folders.append((tuple(parts), files))
+        if len(parts) >= 4:
+            subfolders.clear()  # result files sit three levels down, a weak-scaling job's four
+    return sorted(folders), sorted(jobs)
+
+
+def _entry_order(key: EntryKey):
+    system, benchmark, version, implementation = key
+    parts = () if version is None else tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.split("."))
+    return system, benchmark, version is None, parts, implementation
 
 
 def _check_benchmark(folder: str, name: str) -> None:
@@ -360,32 +479,77 @@ def _check_benchmark(folder: str, name: str) -> None:
 
 
 def summarize(root: str) -> List[SummaryRow]:
-    return [score(*key, records) for key, records in collect(root).items()]
+    return collect(root).rows
+
+
+def collect_weak(root: str) -> List[WeakScalingRow]:
+    """The scored weak-scaling jobs (<system>/<benchmark>/<implementation>/weak_<j>/) under root."""
+    return collect(root).weak
 
 
 # ---------------------------------------------------------------- reports
 
-_COLUMNS = ("system", "benchmark", "implementation", "runs", "converged", "time to train (min)", "images/s (median)", "status")
+_COLUMNS = ("system", "benchmark", "rules version", "implementation", "runs", "converged", "not compliant",
+            "time to train (min)", "images/s (median)", "status")
+
+
+def _version_text(version: Optional[str]) -> str:
+    return "-" if version is None else version
 
 
 def markdown_table(rows: Sequence[SummaryRow]) -> str:
     lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     for row in rows:
         rate = f"{row.images_per_second:.2f}" if row.images_per_second is not None else "-"
-        cells = (row.system, row.benchmark, row.implementation, f"{row.runs} of {row.required}",
-                 str(row.converged), row.time_to_train_text(), rate, row.status)
+        cells = (row.system, row.benchmark, _version_text(row.rules_version), row.implementation,
+                 f"{row.runs} of {row.required}", str(row.converged), str(len(row.rejected)), row.time_to_train_text(),
+                 rate, row.status)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def weak_scaling_table(rows: Sequence[WeakScalingRow]) -> str:
+    columns = ("system", "benchmark", "rules version", "implementation", "job", "models (M' of M)", "ranks per model",
+               "ranks in all", "time to train all (min)", "status")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        if row.rejected:
+            total = "invalid"
+        else:
+            total = f"{row.time_to_train_all_min:.2f}" if row.time_to_train_all_min is not None else "none converged"
+        cells = (row.system, row.benchmark, _version_text(row.rules_version), row.implementation, row.job,
+                 f"{row.converged} of {row.models}", str(row.instance_ranks or "-"), str(row.total_ranks), total,
+                 row.status)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rejected_list(results: Results) -> str:
+    """One line per stored log that is not scored, with its reason (paths relative to the results root)."""
+    return "".join(f"- `{os.path.relpath(item.record.path, results.root)}`: {item.reason}\n"
+                   for item in results.rejected())
+
+
+def report(results: Results) -> str:
+    """The summary as printed, and as summary.md holds it under its title."""
+    text = markdown_table(results.rows)
+    if results.weak:
+        text += f"\n## Weak scaling\n\n{weak_scaling_table(results.weak)}"
+    if results.rejected():
+        text += f"\n## Not scored: logs that are no compliant result of their folder (their entries are invalid)\n\n"
+        text += rejected_list(results)
+    return text
 
 
 def write_csv(rows: Sequence[SummaryRow], path: str) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["system", "benchmark", "implementation", "runs", "runs_required", "converged",
-                         "time_to_train_min", "images_per_second_median", "status"])
+        writer.writerow(["system", "benchmark", "rules_version", "implementation", "runs", "runs_required", "converged",
+                         "not_compliant", "time_to_train_min", "images_per_second_median", "status"])
         for row in rows:
-            writer.writerow([row.system, row.benchmark, row.implementation, row.runs, row.required, row.converged,
-                             _blank_if_none(row.time_to_train_min), _blank_if_none(row.images_per_second), row.status])
+            writer.writerow([row.system, row.benchmark, row.rules_version or "", row.implementation, row.runs,
+                             row.required, row.converged, len(row.rejected), _blank_if_none(row.time_to_train_min),
+                             _blank_if_none(row.images_per_second), row.status])
 
 
 def _blank_if_none(value: Optional[float]) -> str:
@@ -401,17 +565,20 @@ def _pyplot():
     return plt
 
 
-def plot_accuracy(key: Tuple[str, str, str], records: Sequence[RunRecord], path: str) -> None:
-    """Validation mIoU against minutes since run_start, one line per run."""
+def plot_accuracy(key: EntryKey, runs: Sequence[Examined], path: str) -> None:
+    """Validation mIoU against minutes since run_start, one line per run (those not compliant say so)."""
     plt = _pyplot()
-    system, benchmark, implementation = key
+    system, benchmark, version, implementation = key
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for record in records:
+    for item in runs:
+        record = item.record
         minutes, values = [e[0] for e in record.evals], [e[1] for e in record.evals]
-        label = os.path.basename(record.path) + ("" if record.converged else f" ({record.status})")
+        notes = ([] if record.converged else [record.status]) + (["not compliant"] if item.reason else [])
+        label = os.path.basename(record.path) + (f" ({', '.join(notes)})" if notes else "")
         ax.plot(minutes, values, marker="o", markersize=3, label=label)
     target = get_benchmark(benchmark).target
-    title = f"{system} / {benchmark} / {implementation}: validation mIoU"
+    rules = f"rules {version}" if version is not None else "no rules version"
+    title = f"{system} / {benchmark} ({rules}) / {implementation}: validation mIoU"
     ax.set_title(title + (f"\ntarget: {target.describe()}" if target else ""), fontsize=9)
     ax.set_xlabel("minutes since run_start")
     ax.set_ylabel("validation mIoU")
@@ -423,19 +590,21 @@ def plot_accuracy(key: Tuple[str, str, str], records: Sequence[RunRecord], path:
 
 
 def plot_throughput(rows: Sequence[SummaryRow], path: str) -> None:
-    """Median images/s: one group per benchmark, one bar per system and implementation."""
+    """Median images/s of compliant runs: one group per benchmark and rules version, one bar per system and
+    implementation."""
     plt = _pyplot()
     rows = [r for r in rows if r.images_per_second is not None]
-    benchmarks = sorted({r.benchmark for r in rows})
+    groups = sorted({(r.benchmark, _version_text(r.rules_version)) for r in rows})
     series = sorted({(r.system, r.implementation) for r in rows})
-    rates = {(r.benchmark, r.system, r.implementation): r.images_per_second for r in rows}
+    rates = {(r.benchmark, _version_text(r.rules_version), r.system, r.implementation): r.images_per_second
+             for r in rows}
     width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(min(16, max(6, 1.5 * len(benchmarks) * len(series))), 4.5))
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 1.5 * len(groups) * len(series))), 4.5))
     for i, (system, implementation) in enumerate(series):
-        positions = [b + i * width for b in range(len(benchmarks))]
-        heights = [rates.get((bench, system, implementation), float("nan")) for bench in benchmarks]  # nan: no bar
+        positions = [g + i * width for g in range(len(groups))]
+        heights = [rates.get((*group, system, implementation), float("nan")) for group in groups]  # nan: no bar
         ax.bar(positions, heights, width, label=f"{system} / {implementation}")
-    ax.set_xticks([b + 0.4 - width / 2 for b in range(len(benchmarks))], benchmarks)
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], [f"{b} (rules {v})" for b, v in groups])
     ax.set_ylabel("images/s (median over runs)")
     ax.set_title("Training throughput")
     ax.legend(fontsize=8)
@@ -444,30 +613,39 @@ def plot_throughput(rows: Sequence[SummaryRow], path: str) -> None:
     plt.close(fig)
 
 
-def write_reports(root: str) -> Tuple[List[SummaryRow], List[str]]:
-    """Score every folder under root and write summary.md, summary.csv and plots/; returns rows and written paths."""
-    groups = collect(root)
-    rows = [score(*key, records) for key, records in groups.items()]
-    weak = collect_weak(root)
+_PLOT_FILE = re.compile(r"^(accuracy_.*|throughput)\.png$")  # what summarize writes into plots/
+
+
+def _plot_name(key: EntryKey) -> str:
+    system, benchmark, version, implementation = key
+    tag = re.sub(r"[^A-Za-z0-9._-]", "_", f"rules{version}" if version is not None else "unversioned")
+    return f"accuracy_{system}_{benchmark}_{tag}_{implementation}.png"
+
+
+def write_reports(root: str) -> Tuple[Results, List[str]]:
+    """Examine and score everything under root; write summary.md, summary.csv and plots/ (a plot of an entry that
+    is gone is removed). Returns the results and the written paths."""
+    results = collect(root)
     written = [os.path.join(root, "summary.md"), os.path.join(root, "summary.csv")]
     try:
         with open(written[0], "w") as handle:
-            handle.write(f"# CosmicTagger benchmark results\n\n{markdown_table(rows)}")
-            if weak:
-                handle.write(f"\n## Weak scaling\n\n{weak_scaling_table(weak)}")
-        write_csv(rows, written[1])
+            handle.write(f"# CosmicTagger benchmark results\n\n{report(results)}")
+        write_csv(results.rows, written[1])
         plots = os.path.join(root, "plots")
         os.makedirs(plots, exist_ok=True)
-        for key, records in groups.items():
-            if any(r.evals for r in records):
-                written.append(os.path.join(plots, "accuracy_{}_{}_{}.png".format(*key)))
-                plot_accuracy(key, records, written[-1])
-        if any(r.images_per_second is not None for r in rows):
+        for key, runs in results.runs.items():
+            if any(item.record.evals for item in runs):
+                written.append(os.path.join(plots, _plot_name(key)))
+                plot_accuracy(key, runs, written[-1])
+        if any(r.images_per_second is not None for r in results.rows):
             written.append(os.path.join(plots, "throughput.png"))
-            plot_throughput(rows, written[-1])
+            plot_throughput(results.rows, written[-1])
+        for name in os.listdir(plots):
+            if _PLOT_FILE.match(name) and os.path.join(plots, name) not in written:
+                os.unlink(os.path.join(plots, name))  # an earlier summary's plot would show what no longer counts
     except OSError as exc:
         raise BenchmarkError(f"cannot write reports in {root}: {exc.strerror or exc}") from None
-    return rows, written
+    return results, written
 
 
 # ---------------------------------------------------------------- command line
@@ -498,11 +676,8 @@ def main(argv: Sequence[str]) -> int:
                 raise BenchmarkError(f"store takes one log ({len(args.log)} given); several only with --weak")
             print(store(args.log[0], args.root, args.system, args.benchmark, args.implementation))
         else:
-            rows, written = write_reports(args.root)
-            print(markdown_table(rows), end="")
-            weak = collect_weak(args.root)
-            if weak:
-                print("\nweak scaling:\n" + weak_scaling_table(weak), end="")
+            results, written = write_reports(args.root)
+            print(report(results), end="")
             print(f"wrote {len(written)} files: {', '.join(written)}", file=sys.stderr)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,6 +16,14 @@ Three benchmarks share one harness:
 Hyperparameters a submitter may change are listed with their bounds; every
 other setting is fixed by the definition, so runs on different systems do
 the same work.
+
+Each definition has a rules version (`rules_version`, logged by every run as
+`cosmictagger_rules_version`). Bump it whenever a change makes a run under
+the new definition incomparable with one under the old: the data (files,
+event counts, checksums, generator), the network or loss, the target, the
+schedule or its bounds (what may be tuned, max_epochs), the evaluation
+cadence, the number of runs or steps. The compliance ruleset accepts only
+the current version, and results are scored per version, never mixed.
 """
 from __future__ import annotations
 
@@ -143,6 +151,7 @@ class Benchmark:
     max_epochs: float = 0.0  # a run that has not reached the target by then is aborted
     runs: int = 1  # runs per submission
     steps: int = 0  # throughput: fixed number of steps
+    rules_version: str = "1.0"  # bumped whenever the definition changes what a run does or how it counts (see above)
 
     def overrides(self) -> Tuple[str, ...]:
         """Command-line settings: the fixed ones, then tunable defaults."""
@@ -196,6 +205,7 @@ CLOSED = Benchmark(
     eval_interval_epochs=1.0,
     max_epochs=40.0,
     runs=5,
+    rules_version="1.0",
 )
 
 MINI = Benchmark(
@@ -225,6 +235,7 @@ MINI = Benchmark(
     eval_interval_epochs=0.5,
     max_epochs=12.0,
     runs=5,
+    rules_version="1.0",
 )
 
 THROUGHPUT = Benchmark(
@@ -245,6 +256,7 @@ THROUGHPUT = Benchmark(
     defaults={"run.minibatch_size": 2, "mode.logging_iteration": 10, "data.worker_processes": True},
     steps=52,
     runs=1,
+    rules_version="1.0",
 )
 
 BENCHMARKS: Dict[str, Benchmark] = {b.name: b for b in (CLOSED, MINI, THROUGHPUT)}

@@ -2,13 +2,16 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
+from benchmark.compliance.checker import check
 from benchmark.errors import BenchmarkError
-from benchmark.results import main, olympic_mean, parse_log, store, summarize
+from benchmark.results import collect, main, olympic_mean, parse_log, store, store_weak, summarize
+from benchmark.rules import BENCHMARKS, CLOSED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_MS = 1_700_000_000_000
@@ -22,24 +25,54 @@ def mllog(time_ms, key, value=None, event_type="POINT_IN_TIME", **metadata):
     return ":::MLLOG " + json.dumps(line)
 
 
+CURRENT = object()  # write_log's rules_version: the benchmark's current one
+
+
 def write_log(path, minutes=10.0, status="success", benchmark="mini", system="testbox", implementation="torch-2D",
               evals=((0.5, 0.3, 0.5), (1.0, 0.5, 1.0)), throughput=(40.0, 50.0), seed=1234, prefix="",
-              stopped=True):
-    """A realistic run log: header events, evals at (minute, mIoU, epoch), tracked throughput, run_stop."""
-    lines = ["running on testbox", mllog(START_MS - 5000, "init_start", event_type="INTERVAL_START")]
-    lines += [mllog(START_MS - 4000, key, value) for key, value in (
-        ("submission_benchmark", "cosmictagger"), ("submission_platform", system),
-        ("cosmictagger_benchmark", benchmark), ("implementation", implementation), ("seed", seed),
-        ("global_batch_size", 8), ("number_of_ranks", 2))]
-    lines.append(mllog(START_MS, "run_start", event_type="INTERVAL_START"))
+              stopped=True, rules_version=CURRENT, drop=(), values=None):
+    """A realistic run log that the official checker passes: every key the ruleset requires, evals at (minute, mIoU,
+    epoch) of which the last reaches the target when the run says success, tracked throughput, run_stop.
+    `rules_version=None` and `drop` leave keys out; `values` replaces logged values."""
+    definition = BENCHMARKS.get(benchmark)
+    if rules_version is CURRENT:
+        rules_version = definition.rules_version if definition else "none"
+    dataset = definition.dataset if definition and definition.dataset else CLOSED.dataset
+    target = definition.target if definition and definition.target else CLOSED.target
+    header = {
+        "submission_benchmark": "cosmictagger", "submission_org": "tests",
+        "submission_division": "closed" if benchmark == "closed" else "open", "submission_status": "research",
+        "submission_platform": system, "cosmictagger_benchmark": benchmark, "cosmictagger_rules_version": rules_version,
+        "implementation": implementation, "seed": seed, "number_of_ranks": 2, "number_of_nodes": 1,
+        "accelerators_per_node": 0, "global_batch_size": 8, "gradient_accumulation_frequency": 1, "opt_name": "adam",
+        "opt_base_learning_rate": 0.001,
+        "image_downsample": definition.settings["data.downsample"] if definition else 5,
+        "train_samples": dataset.train.events, "eval_samples": dataset.validation.events, **(values or {}),
+    }
+    lines = ["running on testbox", mllog(START_MS - 6000, "cache_clear", False),
+             mllog(START_MS - 5000, "init_start", event_type="INTERVAL_START"),
+             mllog(START_MS - 4500, "staging_start", event_type="INTERVAL_START"),
+             mllog(START_MS - 4200, "staging_stop", event_type="INTERVAL_END")]
+    lines += [mllog(START_MS - 4000, key, value) for key, value in header.items()
+              if key not in drop and not (key == "cosmictagger_rules_version" and value is None)]
+    lines += [mllog(START_MS - 1000, "init_stop", event_type="INTERVAL_END"),
+              mllog(START_MS, "run_start", event_type="INTERVAL_START"),
+              mllog(START_MS, "epoch_start", event_type="INTERVAL_START", epoch_num=0)]
     for step, rate in enumerate(throughput, start=1):
         lines.append(mllog(START_MS + 1000 * step, "tracked_stats", {"throughput": rate}, step_num=10 * step))
         lines.append("step %d loss 0.3" % step)
-    for minute, miou, epoch in evals:
-        lines.append(mllog(START_MS + int(minute * 60000), "eval_accuracy", miou, epoch_num=epoch, step_num=100,
-                           cosmic_iou=0.9, neutrino_iou=0.4, non_bkg_accuracy=0.7))
+    for i, (minute, miou, epoch) in enumerate(evals):
+        time_ms = START_MS + int(minute * 60000)
+        margin = 0.01 if status == "success" and i == len(evals) - 1 else -0.01
+        lines.append(mllog(time_ms - 100, "eval_start", event_type="INTERVAL_START", epoch_num=epoch))
+        lines.append(mllog(time_ms - 50, "eval_stop", event_type="INTERVAL_END", epoch_num=epoch))
+        lines.append(mllog(time_ms, "eval_accuracy", miou, epoch_num=epoch, step_num=100,
+                           cosmic_iou=target.cosmic_iou + margin, neutrino_iou=target.neutrino_iou + margin,
+                           non_bkg_accuracy=target.non_bkg_accuracy + margin))
     if stopped:
+        lines.append(mllog(START_MS + int(minutes * 60000), "epoch_stop", event_type="INTERVAL_END", epoch_num=1))
         lines.append(mllog(START_MS + int(minutes * 60000), "run_stop", event_type="INTERVAL_END", status=status))
+    lines = [line for line in lines if not any(f'"key": "{key}"' in line for key in drop)]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as handle:
         handle.write("".join(prefix + line + "\n" for line in lines))
@@ -100,10 +133,71 @@ def test_store_errors_are_one_line(tmp_path):
 
 
 def test_store_command_prints_the_path(tmp_path, capsys):
-    log = write_log(tmp_path / "run.log")
+    log = write_log(tmp_path / "run.log", benchmark="closed", implementation="i")
     args = ["store", log, "--root", str(tmp_path / "r"), "--system", "s", "--benchmark", "closed", "--implementation", "i"]
     assert main(args) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "r" / "s" / "closed" / "i" / "result_1.txt")
+
+
+# ---------------------------------------------------------------- store refuses what is no result of its folder
+
+REFUSALS = [
+    ({"benchmark": "none"},
+     "it is an ordinary training run (cosmictagger_benchmark 'none'), not a run of the mini benchmark"),
+    ({"benchmark": "closed"}, "it is a run of the 'closed' benchmark, not of 'mini'"),
+    ({"implementation": "torch-3D"}, "its implementation is 'torch-3D', not 'torch-2D'"),
+    ({"rules_version": "0.9"}, "it ran under rules version '0.9' of the mini benchmark, not the current 1.0"),
+    ({"rules_version": None}, "it logs no cosmictagger_rules_version (the mini benchmark's rules are version 1.0)"),
+    ({"values": {"train_samples": 1000}}, "the compliance checker fails it: CHECK for 'train_samples' failed in line"),
+    ({"drop": ("seed",)}, "the compliance checker fails it: Required EXACTLY_ONE occurrence of 'seed' but found 0"),
+    ({"values": {"image_downsample": 2}}, "the compliance checker fails it: CHECK for 'image_downsample' failed"),
+]
+
+
+@pytest.mark.parametrize("options, reason", REFUSALS)
+def test_store_refuses_a_log_that_is_no_result_of_its_folder(tmp_path, capsys, options, reason):
+    log = write_log(tmp_path / "run.log", **options)
+    root = tmp_path / "results"
+    args = ["store", log, "--root", str(root), "--system", "testbox", "--benchmark", "mini",
+            "--implementation", "torch-2D"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {log} is not stored: {reason}"), err
+    assert err.count("\n") == 1
+    assert not root.exists()  # nothing written, not even a folder
+
+
+def test_store_refuses_a_log_that_claims_a_target_it_missed(tmp_path):
+    log = write_log(tmp_path / "run.log", status="aborted")  # no evaluation reached the target
+    text = open(log).read().replace('"status": "aborted"', '"status": "success"')
+    with open(log, "w") as handle:
+        handle.write(text)
+    with pytest.raises(BenchmarkError, match="the compliance checker fails it: failed test: .*s\\['hit'\\]"):
+        store(log, str(tmp_path / "results"), "testbox", "mini", "torch-2D")
+    assert not (tmp_path / "results").exists()
+
+
+def test_store_refuses_a_malformed_log(tmp_path):
+    log = write_log(tmp_path / "run.log")
+    with open(log, "a") as handle:
+        handle.write(':::MLLOG {"key": "run_stop", "time_ms": \n')
+    with pytest.raises(BenchmarkError, match="malformed MLLOG line"):
+        store(log, str(tmp_path / "results"), "testbox", "mini", "torch-2D")
+    assert not (tmp_path / "results").exists()
+
+
+def test_store_weak_refuses_a_job_with_one_bad_instance(tmp_path):
+    good = [write_log(tmp_path / f"instance-{k}.log", seed=10 + k) for k in range(2)]
+    bad = write_log(tmp_path / "bad.log", benchmark="none")
+    root = tmp_path / "results"
+    with pytest.raises(BenchmarkError) as error:
+        store_weak([good[0], bad], str(root), "testbox", "mini", "torch-2D")
+    assert str(error.value).startswith(f"{bad} is not stored: it is an ordinary training run")
+    assert not root.exists()
+    assert main(["store", "--weak", *good, "--root", str(root), "--system", "testbox", "--benchmark", "mini",
+                 "--implementation", "torch-2D"]) == 0
+    job = root / "testbox" / "mini" / "torch-2D" / "weak_1"
+    assert sorted(os.listdir(job)) == ["result_0.txt", "result_1.txt"]
 
 
 # ---------------------------------------------------------------- parsing
@@ -200,7 +294,146 @@ def test_throughput_is_the_median_and_has_no_time_to_train(tmp_path):
 def test_a_failed_throughput_run_is_invalid(tmp_path):
     write_log(tmp_path / "testbox" / "throughput" / "torch-2D" / "result_1.txt", benchmark="throughput",
               status="aborted", evals=())
-    assert only_row(tmp_path).status == "invalid"
+    row = only_row(tmp_path)
+    assert row.status == "invalid" and row.runs == 0
+    [rejected] = row.rejected
+    assert rejected.reason.startswith("the compliance checker fails it: CHECK for 'run_stop' failed")
+
+
+# ---------------------------------------------------------------- summarize checks every stored log again
+
+
+def test_summarize_lists_every_log_that_is_no_compliant_result_and_invalidates_its_entry(tmp_path, capsys):
+    write_runs(tmp_path, [(10, "success")] * 5)  # a valid entry beside
+    folder = tmp_path / "testbox" / "mini" / "torch-3D"
+    write_log(folder / "result_1.txt", implementation="torch-3D")
+    write_log(folder / "result_2.txt", implementation="torch-3D", benchmark="none")
+    write_log(folder / "result_3.txt", implementation="torch-3D", benchmark="closed")
+    write_log(folder / "result_4.txt", implementation="torch-2D")
+    write_log(folder / "result_5.txt", implementation="torch-3D", values={"train_samples": 1000})
+    write_log(folder / "result_6.txt", implementation="torch-3D", drop=("run_start",))
+    assert main(["summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| testbox | mini | 1.0 | torch-2D | 5 of 5 | 5 | 0 | 10.00 | 50.00 | valid |" in out
+    assert "| testbox | mini | 1.0 | torch-3D | 1 of 5 | 1 | 4 | invalid | 50.00 | invalid |" in out
+    assert "| testbox | mini | none | torch-3D | 0 of 5 | 0 | 1 | invalid | - | invalid |" in out  # as it logged
+    reasons = [  # entry by entry, as the table lists them
+        "- `testbox/mini/torch-3D/result_3.txt`: it is a run of the 'closed' benchmark, not of 'mini'",
+        "- `testbox/mini/torch-3D/result_4.txt`: its implementation is 'torch-2D', not 'torch-3D'",
+        "- `testbox/mini/torch-3D/result_5.txt`: the compliance checker fails it: CHECK for 'train_samples' failed",
+        "- `testbox/mini/torch-3D/result_6.txt`: the compliance checker fails it: Required EXACTLY_ONE occurrence of "
+        "'run_start' but found 0",
+        "- `testbox/mini/torch-3D/result_2.txt`: it is an ordinary training run (cosmictagger_benchmark 'none'), "
+        "not a run of the mini benchmark",
+    ]
+    listed = out[out.index("## Not scored"):].splitlines()[2:]
+    assert len(listed) == len(reasons)
+    for line, reason in zip(listed, reasons):
+        assert line.startswith(reason), line
+    assert (tmp_path / "summary.md").read_text().endswith(out)
+    with open(tmp_path / "summary.csv") as handle:
+        rows = {r["implementation"]: r for r in csv.DictReader(handle) if r["rules_version"] == "1.0"}
+    assert (rows["torch-3D"]["not_compliant"], rows["torch-3D"]["status"]) == ("4", "invalid")
+
+
+def test_summarize_lists_a_malformed_stored_log_instead_of_stopping(tmp_path):
+    log = write_log(tmp_path / "testbox" / "mini" / "torch-2D" / "result_1.txt")
+    with open(log, "a") as handle:
+        handle.write(":::MLLOG {\n")
+    row = only_row(tmp_path)
+    assert row.status == "invalid" and row.rules_version is None  # what it logged cannot be read
+    assert row.rejected[0].reason.startswith(f"{log}:") and "malformed MLLOG line" in row.rejected[0].reason
+
+
+def test_runs_under_different_rules_versions_are_never_scored_together(tmp_path):
+    folder = tmp_path / "testbox" / "mini" / "torch-2D"
+    for i in range(1, 6):  # five fast runs under an older definition, then five under today's
+        write_log(folder / f"result_{i}.txt", minutes=1, rules_version="0.9")
+    for i, minutes in enumerate((14, 10, 30, 12, 13), start=6):
+        write_log(folder / f"result_{i}.txt", minutes=minutes)
+    older, current = summarize(str(tmp_path))
+    assert (older.rules_version, older.runs, len(older.rejected), older.status) == ("0.9", 0, 5, "invalid")
+    assert (current.rules_version, current.runs, len(current.rejected), current.status) == ("1.0", 5, 0, "valid")
+    assert current.time_to_train_min == pytest.approx(13.0)
+    assert older.rejected[0].reason == "it ran under rules version '0.9' of the mini benchmark, not the current 1.0"
+
+
+def test_a_weak_scaling_job_with_a_bad_instance_is_invalid(tmp_path, capsys):
+    parent = tmp_path / "testbox" / "mini" / "torch-2D"
+    write_log(parent / "weak_1" / "result_0.txt")
+    write_log(parent / "weak_1" / "result_1.txt", rules_version="0.9")
+    write_log(parent / "weak_2" / "result_0.txt", minutes=9)
+    write_log(parent / "weak_2" / "result_1.txt")
+    assert main(["summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| testbox | mini | 0.9, 1.0 | torch-2D | weak_1 | 1 of 2 | 2 | 4 | invalid | invalid |" in out
+    assert "| testbox | mini | 1.0 | torch-2D | weak_2 | 2 of 2 | 2 | 4 | 10.00 | valid |" in out
+    assert "- `testbox/mini/torch-2D/weak_1/result_1.txt`: it ran under rules version '0.9'" in out
+
+
+def test_summarize_checks_each_log_once(tmp_path, monkeypatch):
+    import benchmark.results as results
+
+    checked = []
+    monkeypatch.setattr(results, "check", lambda log: checked.append(log) or check(log))
+    write_runs(tmp_path, [(10, "success")] * 5)
+    write_log(tmp_path / "testbox" / "mini" / "torch-2D" / "weak_1" / "result_0.txt")
+    write_log(tmp_path / "testbox" / "mini" / "torch-2D" / "weak_1" / "result_1.txt")
+    assert main(["summarize", str(tmp_path)]) == 0
+    assert len(checked) == len(set(checked)) == 7
+
+
+def test_summarize_removes_the_plots_of_entries_that_are_gone(tmp_path):
+    write_runs(tmp_path, [(10, "success")] * 5)
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "accuracy_testbox_mini_torch-2D.png").write_bytes(PNG_MAGIC)  # an earlier layout's
+    (plots / "notes.txt").write_text("not summarize's")
+    assert main(["summarize", str(tmp_path)]) == 0
+    assert sorted(os.listdir(plots)) == ["accuracy_testbox_mini_rules1.0_torch-2D.png", "notes.txt", "throughput.png"]
+
+
+# ---------------------------------------------------------------- run_benchmark.sh stores compliant logs only
+
+FAKE_LAUNCHER = """#!/usr/bin/env bash
+# Stands in for the training run: writes the prepared MLPerf log where the run would have.
+for arg in "$@"; do case "$arg" in run.output_dir=*) out=${arg#run.output_dir=} ;; esac; done
+mkdir -p "$out" && cp "$FAKE_MLPERF_LOG" "$out/mlperf.log"
+"""
+
+
+def run_benchmark_with_log(tmp_path, log):
+    """run_benchmark.sh for one throughput run whose 'training' writes `log`; its output folder is removed."""
+    launcher = tmp_path / "fake_run.sh"
+    launcher.write_text(FAKE_LAUNCHER)
+    launcher.chmod(0o755)
+    root = tmp_path / "results"
+    proc = subprocess.run(["bash", "run_benchmark.sh", "--system", "cpu-2core-debian12", "--benchmark", "throughput",
+                           "--results", str(root), "--launcher", str(launcher)],
+                          cwd=ROOT, env=dict(os.environ, FAKE_MLPERF_LOG=str(log)), capture_output=True, text=True,
+                          timeout=600)
+    out = [line.split("output ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("=== run 1 of 1")]
+    assert out, proc.stdout + proc.stderr
+    shutil.rmtree(os.path.join(ROOT, out[0]))
+    stored = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files
+                    if f.startswith("result_"))
+    return proc, stored
+
+
+def test_run_benchmark_does_not_store_a_log_that_fails_the_checker(tmp_path):
+    log = write_log(tmp_path / "mlperf.log", benchmark="throughput", system="cpu-2core-debian12", rules_version="0.9")
+    proc, stored = run_benchmark_with_log(tmp_path, log)
+    assert proc.returncode != 0
+    assert "run 1: not stored in" in proc.stderr and "fails the compliance checker" in proc.stderr
+    assert stored == []
+
+
+def test_run_benchmark_stores_a_compliant_log(tmp_path):
+    log = write_log(tmp_path / "mlperf.log", benchmark="throughput", system="cpu-2core-debian12")
+    proc, stored = run_benchmark_with_log(tmp_path, log)
+    assert proc.returncode == 0, proc.stderr
+    assert stored == [os.path.join("cpu-2core-debian12", "throughput", "torch-2D", "result_1.txt")]
+    assert "| cpu-2core-debian12 | throughput | 1.0 | torch-2D | 1 of 1 | 1 | 0 | n/a | 50.00 | valid |" in proc.stdout
 
 
 # ---------------------------------------------------------------- command line
@@ -211,15 +444,17 @@ def test_summarize_command_writes_tables_and_plots(tmp_path, capsys):
     write_log(tmp_path / "other" / "throughput" / "torch-2D" / "result_1.txt", benchmark="throughput", evals=())
     assert main(["summarize", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| testbox | mini | torch-2D | 5 of 5 | 4 | 18.67 | 50.00 | valid |" in out
+    assert "| testbox | mini | 1.0 | torch-2D | 5 of 5 | 4 | 0 | 18.67 | 50.00 | valid |" in out
+    assert "Not scored" not in out
     assert (tmp_path / "summary.md").read_text().endswith(out)
     with open(tmp_path / "summary.csv") as handle:
-        rows = {(r["system"], r["benchmark"]): r for r in csv.DictReader(handle)}
-    assert float(rows["testbox", "mini"]["time_to_train_min"]) == pytest.approx(56 / 3)
-    assert rows["other", "throughput"]["time_to_train_min"] == ""
-    assert rows["other", "throughput"]["status"] == "valid"
+        rows = {(r["system"], r["benchmark"], r["rules_version"]): r for r in csv.DictReader(handle)}
+    assert float(rows["testbox", "mini", "1.0"]["time_to_train_min"]) == pytest.approx(56 / 3)
+    assert rows["testbox", "mini", "1.0"]["not_compliant"] == "0"
+    assert rows["other", "throughput", "1.0"]["time_to_train_min"] == ""
+    assert rows["other", "throughput", "1.0"]["status"] == "valid"
     plots = tmp_path / "plots"
-    assert sorted(os.listdir(plots)) == ["accuracy_testbox_mini_torch-2D.png", "throughput.png"]
+    assert sorted(os.listdir(plots)) == ["accuracy_testbox_mini_rules1.0_torch-2D.png", "throughput.png"]
     for name in os.listdir(plots):
         assert (plots / name).read_bytes()[:8] == PNG_MAGIC
 
