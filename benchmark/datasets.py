@@ -3,6 +3,10 @@
 Synthetic data stands in for the real dataset with its sizes (43,075
 training and 7,362 validation events, the published counts), unless
 `data.synthetic_events` sets another size; each split has its own stream.
+Each split's first `data.synthetic_pool` events are made when the source is
+opened (during staging, before run_start) and cycled, so that batches cost
+a gather: the throughput benchmark then measures the accelerator, not the
+host that generates its input.
 """
 from __future__ import annotations
 
@@ -30,7 +34,12 @@ def open_source(cfg: DictConfig, which: str) -> EventSource:
         default = REAL_TRAIN_EVENTS if which == "file" else REAL_VALIDATION_EVENTS
         events = cfg.data.synthetic_events or default
         # Distinct seeds per split, so validation events are not training events.
-        return SyntheticSource(events, seed=cfg.data.seed * 2 + _STREAMS[which], full_shape=SBND_SHAPE)
+        source = SyntheticSource(events, seed=cfg.data.seed * 2 + _STREAMS[which], full_shape=SBND_SHAPE)
+        if not cfg.data.synthetic_pool:
+            return source
+        from benchmark.data.pool import EventPool
+
+        return EventPool(source, min(cfg.data.synthetic_pool, events), cfg.data.downsample, workers=cfg.data.workers)
     path = os.path.join(cfg.data.data_directory, cfg.data[which])
     if not os.path.exists(path):
         raise DataError(f"data.{which}: {path} does not exist (set data.data_directory, or data.synthetic=true)")

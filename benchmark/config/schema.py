@@ -117,12 +117,13 @@ class DataConfig:
     data_format: DataFormat = field(default=DataFormat.channels_last, metadata=_doc("memory layout of image tensors"))
     downsample: int = field(default=1, metadata=_doc("images are reduced by 2^downsample per axis (charge: block mean, label: block max)"))
     file: str = field(default="cosmic_tagging_train.h5", metadata=_doc("training file (inference: the file to evaluate)"))
-    synthetic: bool = field(default=False, metadata=_doc("generate sparse events on the fly instead of reading files"))
+    synthetic: bool = field(default=False, metadata=_doc("generated sparse events instead of files (see data.synthetic_pool)"))
     seed: int = field(default=0, metadata=_doc("seed of the data order and of synthetic events; 0 draws one from the clock (logged)"))
     max_voxels: int = field(default=0, metadata=_doc("most charged voxels a plane may hold at full resolution (0: no limit); more stops the run, nothing is truncated"))
     workers: int = field(default=2, metadata=_doc("background workers preparing batches ahead (threads; see worker_processes)"))
-    worker_processes: bool = field(default=False, metadata=_doc("workers are processes: parallel HDF5 reads, but batches are pickled"))
+    worker_processes: bool = field(default=False, metadata=_doc("workers are processes: parallel HDF5 reads, but batches are pickled (a synthetic pool is gathered by threads)"))
     synthetic_events: int = field(default=0, metadata=_doc("events per synthetic split (0: the real dataset's 43,075 training / 7,362 validation)"))
+    synthetic_pool: int = field(default=512, metadata=_doc("synthetic events per split made once, before run_start, at the run's resolution and cycled (entry e is pool event e mod N), so a batch costs a gather and the input side outpaces any accelerator; 0: every event made when read (all distinct)"))
 
 
 @dataclass

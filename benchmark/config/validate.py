@@ -26,6 +26,7 @@ _MINIMA = (
     ("data.downsample", 0),
     ("data.seed", 0),
     ("data.synthetic_events", 0),
+    ("data.synthetic_pool", 0),
     ("data.max_voxels", 0),
     ("data.workers", 1),
     ("framework.inter_op_parallelism_threads", 0),

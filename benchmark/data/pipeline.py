@@ -20,8 +20,7 @@ import numpy as np
 
 from benchmark.data.batch import N_PLANES, VoxelBatch
 from benchmark.data.downsample import downsample_plane, downsampled_shape
-from benchmark.data.source import EventSource
-from benchmark.errors import DataError
+from benchmark.data.source import EventSource, PreparedSource, check_voxel_count
 
 
 class Sampler(Protocol):
@@ -59,17 +58,25 @@ class StageTimes:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-def _source_name(source: EventSource) -> str:
-    return getattr(source, "path", type(source).__name__)
+def serves_prepared(source: EventSource, downsample: int) -> bool:
+    """Whether `source` holds its events at this downsampling already (a pool), so a batch is a gather."""
+    return isinstance(source, PreparedSource) and source.downsample == downsample
 
 
 def load_batch(source: EventSource, entries: Sequence[int], downsample: int,
                max_voxels: int = 0, times: Optional[StageTimes] = None) -> VoxelBatch:
-    """Read `entries`, downsample each plane by 2^downsample and concatenate.
+    """Read `entries`, downsample each plane by 2^downsample and concatenate
+    (a prepared source at this downsampling gathers them instead).
 
     `max_voxels` > 0 refuses a plane with more charged voxels (at full
     resolution) than that, rather than truncating it as upstream's buffers did.
     """
+    if serves_prepared(source, downsample):
+        begin = time.perf_counter()
+        batch = source.batch(entries, max_voxels)
+        if times is not None:
+            times.add("gather from pool", time.perf_counter() - begin)
+        return batch
     parts = []
     read_time = downsample_time = 0.0
     for event_number, entry in enumerate(entries):
@@ -78,11 +85,7 @@ def load_batch(source: EventSource, entries: Sequence[int], downsample: int,
         read_time += time.perf_counter() - begin
         begin = time.perf_counter()
         for plane in range(N_PLANES):
-            if 0 < max_voxels < event.index[plane].shape[0]:
-                raise DataError(
-                    f"{_source_name(source)}: entry {entry} plane {plane} holds {event.index[plane].shape[0]} "
-                    f"charged voxels, more than data.max_voxels={max_voxels}"
-                )
+            check_voxel_count(source, entry, plane, event.index[plane].shape[0], max_voxels)
             index, value, label = downsample_plane(
                 event.index[plane], event.value[plane], event.label[plane],
                 source.full_shape, downsample,
@@ -143,7 +146,9 @@ class Loader:
     threads of this process (numpy releases the GIL in the heavy work), or,
     with `processes=True`, by `workers` processes, which also parallelise HDF5
     reading (h5py serialises it across threads) but pay for pickling. Sources are pickled to
-    the processes (a larcv3 file re-opens there). With `dense=True` the
+    the processes (a larcv3 file re-opens there). A prepared source at this
+    downsampling (a pool of synthetic events) is gathered from by threads,
+    whatever `processes` says. With `dense=True` the
     result is a `DenseVoxelBatch`, whose `dense()` was computed in the
     background. A worker's exception is re-raised by the `get` of its step.
     `get` must be called from one thread. `times` sums the seconds of each
@@ -156,6 +161,10 @@ class Loader:
         if prefetch < 0 or workers < 1:
             raise ValueError(f"need prefetch >= 0 and workers >= 1, got {prefetch} and {workers}")
         downsampled_shape(source.full_shape, downsample)  # fail here, not in the worker
+        prepared = serves_prepared(source, downsample)
+        # From a pool a batch is a gather, cheaper than pickling it back from a process; and each process
+        # would hold a copy of the pool.
+        processes = processes and not prepared
         self.source = source
         self.sampler = sampler
         self.downsample = downsample
@@ -163,6 +172,8 @@ class Loader:
         self.dense = dense
         self.max_voxels = max_voxels
         self.description = f"{workers} worker {'processes' if processes else 'threads'}"  # for reports
+        if prepared:
+            self.description += f" gathering from {source.description}"
         self.times = StageTimes()
         self._pending: Dict[int, Future] = {}  # touched by the caller's thread only
         self._executor = None

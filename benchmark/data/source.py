@@ -1,14 +1,19 @@
 """What every event source provides: full-resolution charged voxels per plane.
 
-The synthetic generator implements this now, a larcv3 HDF5 reader later; the
-loader only sees this protocol.
+The synthetic generator and the larcv3 reader implement `EventSource`; the
+loader only sees these protocols. A `PreparedSource` (a pool of synthetic
+events) also holds its events downsampled already and assembles batches
+itself.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Tuple
+from typing import Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
+
+from benchmark.data.batch import VoxelBatch
+from benchmark.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,34 @@ class EventSource(Protocol):
     def read(self, entry: int) -> Event:
         """Event number `entry` (0 <= entry < len); IndexError otherwise."""
         ...
+
+
+@runtime_checkable
+class PreparedSource(EventSource, Protocol):
+    """An event source that holds its events downsampled by 2^`downsample` already."""
+
+    downsample: int
+
+    @property
+    def description(self) -> str:
+        """What it holds, for reports."""
+        ...
+
+    def batch(self, entries: Sequence[int], max_voxels: int = 0) -> VoxelBatch:
+        """The batch of `entries`, as `load_batch` would assemble it from `read`."""
+        ...
+
+
+def source_name(source: EventSource) -> str:
+    """How error messages name a source: its file, or its kind."""
+    return getattr(source, "path", type(source).__name__)
+
+
+def check_voxel_count(source: EventSource, entry: int, plane: int, n_voxels: int, max_voxels: int) -> None:
+    """`max_voxels` > 0 refuses a plane with more charged voxels (at full resolution) than that, rather than
+    truncating it as upstream's buffers did."""
+    if 0 < max_voxels < n_voxels:
+        raise DataError(
+            f"{source_name(source)}: entry {entry} plane {plane} holds {n_voxels} "
+            f"charged voxels, more than data.max_voxels={max_voxels}"
+        )

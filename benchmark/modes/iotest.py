@@ -4,7 +4,9 @@ It reports images/s as the consumer sees them (waiting for prepared batches)
 and where the preparation time goes, per image: reading and decoding the
 events, downsampling, assembling the batch (and densifying, with
 `data.data_format` irrelevant here: batches stay voxels, as the GPU path
-uses them).
+uses them). Synthetic events come from the pool made when the source is
+opened (`data.synthetic_pool`; its size and making time are printed), so
+only the gather is timed, as in training.
 """
 from __future__ import annotations
 
