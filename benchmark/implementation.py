@@ -39,6 +39,18 @@ class ModelCost:
     forward_flop: float
     train_step_flop: float
     activation_bytes: float  # tensors kept for the backward pass, per image
+    #: False: train_step_flop was counted (forward and backward); True: estimated as 3 x forward_flop
+    train_step_flop_estimated: bool = False
+
+    @classmethod
+    def from_forward(cls, forward_flop: float, activation_bytes: float) -> "ModelCost":
+        """A cost whose training FLOP is estimated as 3 x forward (the backward pass taken as twice the forward)."""
+        return cls(forward_flop, 3.0 * forward_flop, activation_bytes, train_step_flop_estimated=True)
+
+    @property
+    def train_step_flop_note(self) -> str:
+        """How train_step_flop was found, for every figure printed from it: "counted" or "estimated, 3x forward"."""
+        return "estimated, 3x forward" if self.train_step_flop_estimated else "counted"
 
 
 class Implementation(abc.ABC):

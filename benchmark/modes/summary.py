@@ -25,7 +25,7 @@ def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
         f"-- SUMMARY -- {cfg.network.name} at 3x{rows}x{cols} (data.downsample={cfg.data.downsample})",
         f"  trainable parameters....: {parameters:,}",
         f"  forward FLOP per image..: {cost.forward_flop / 1e9:,.1f} G",
-        f"  training FLOP per image.: {cost.train_step_flop / 1e9:,.1f} G (forward + backward)",
+        f"  training FLOP per image.: {cost.train_step_flop / 1e9:,.1f} G (forward + backward, {cost.train_step_flop_note})",
         f"  activations per image...: {cost.activation_bytes / 2**30:,.2f} GiB (float32 tensors kept for the backward pass)",
         f"  weights + optimizer.....: {state_bytes / 2**30:,.2f} GiB",
         f"  estimate for a batch of {batch}: {(cost.activation_bytes * batch + state_bytes) / 2**30:,.2f} GiB",

@@ -213,7 +213,8 @@ class TensorFlowDense2D(Implementation):
         convolution (per input pixel of every transposed one) over the shapes
         the layer sees for one event (2D: 3 folded planes, the plane-mixing
         deepest block sees the event once; 3D: the plane axis is part of the
-        shape); other layers (norms, activations, adds) are not counted. Training = 3 x forward. Activation bytes approximate the
+        shape); other layers (norms, activations, adds) are not counted. Training: estimated as 3 x forward,
+        not counted (the cost says so). Activation bytes approximate the
         tensors kept for backward as the sum of every layer's output size in
         float32, whatever the precision.
         """
@@ -231,7 +232,7 @@ class TensorFlowDense2D(Implementation):
                 k = int(np.prod(layer.kernel_size))
                 cin = layer.kernel.shape[-2]
                 forward += 2.0 * k * cin * elements
-        return ModelCost(forward_flop=forward, train_step_flop=3.0 * forward, activation_bytes=activations)
+        return ModelCost.from_forward(forward, activations)
 
     def describe(self) -> Dict[str, str]:
         return {"framework": f"TensorFlow {tf.__version__}", "keras": keras.__version__,

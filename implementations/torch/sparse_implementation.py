@@ -78,8 +78,8 @@ class TorchSparse(TorchDense2D):
         event (the data's occupancy) as 2 x kernel volume x Cin x Cout per
         output site of every sparse convolution (an upper bound: a
         submanifold convolution skips the kernel positions without a
-        neighbour), plus the dense deepest block's convolutions; training =
-        3 x forward. Activation bytes: every layer's output, float32.
+        neighbour), plus the dense deepest block's convolutions; training:
+        estimated as 3 x forward, not counted (the cost says so). Activation bytes: every layer's output, float32.
         """
         counted = {"flop": 0.0, "bytes": 0.0}
 
@@ -107,8 +107,7 @@ class TorchSparse(TorchDense2D):
         finally:
             for handle in handles:
                 handle.remove()
-        return ModelCost(forward_flop=counted["flop"], train_step_flop=3.0 * counted["flop"],
-                         activation_bytes=counted["bytes"])
+        return ModelCost.from_forward(counted["flop"], counted["bytes"])
 
     def describe(self) -> Dict[str, str]:
         return {**super().describe(), "spconv": importlib.metadata.version("spconv")}
