@@ -4,6 +4,7 @@ import shutil
 import subprocess
 
 import pytest
+from tiny import require_sample
 
 from benchmark import config
 from benchmark.datasets import verify_benchmark_dataset
@@ -11,7 +12,6 @@ from benchmark.errors import ConfigError, DataError
 from benchmark.rules import BENCHMARKS, MINI, Benchmark, Dataset, DatasetFile, get_benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "cosmic_tagging_light.h5"))
 
 
 def test_a_benchmark_fixes_its_settings_and_keeps_tunable_defaults():
@@ -47,25 +47,24 @@ def test_every_benchmark_has_runs_and_a_cadence_or_steps():
 
 
 def _definition(tmp_path, events, sha256=None):
-    shutil.copy(SAMPLE, tmp_path / "cosmic_tagging_train.h5")
-    shutil.copy(SAMPLE, tmp_path / "cosmic_tagging_val.h5")
+    shutil.copy(require_sample(), tmp_path / "cosmic_tagging_train.h5")
+    shutil.copy(require_sample(), tmp_path / "cosmic_tagging_val.h5")
     dataset = Dataset(DatasetFile("cosmic_tagging_train.h5", events, sha256), DatasetFile("cosmic_tagging_val.h5", 5),
                       DatasetFile("cosmic_tagging_test.h5", 5))
     return Benchmark(name="test", summary="", settings=MINI.settings, tunables=MINI.tunables, dataset=dataset,
                      target=MINI.target, max_epochs=1)
 
 
-@pytest.mark.skipif(not os.path.exists(SAMPLE), reason="the real sample is not present")
 def test_dataset_verification(tmp_path):
     cfg = config.load(["run.id=x", f"data.data_directory={tmp_path}"])
     from benchmark.data.dataset import sha256
 
-    verify_benchmark_dataset(cfg, _definition(tmp_path, 5, sha256(SAMPLE)))  # passes
+    verify_benchmark_dataset(cfg, _definition(tmp_path, 5, sha256(require_sample())))  # passes
     with pytest.raises(DataError, match="5 events, but the test benchmark defines 1024"):
         verify_benchmark_dataset(cfg, _definition(tmp_path, 1024))
     with pytest.raises(DataError, match="sha256 does not match the test benchmark's definition"):
         verify_benchmark_dataset(cfg, _definition(tmp_path, 5, "0" * 64))
-    definition = _definition(tmp_path, 5, sha256(SAMPLE))
+    definition = _definition(tmp_path, 5, sha256(require_sample()))
     os.remove(tmp_path / "cosmic_tagging_val.h5")
     with pytest.raises(DataError, match="cosmic_tagging_val.h5: missing"):
         verify_benchmark_dataset(cfg, definition)

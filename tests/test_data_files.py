@@ -6,7 +6,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from tiny import TINY_NETWORK
+from tiny import SAMPLE, TINY_NETWORK, require_sample
 
 from benchmark.cli import main as exec_main
 from benchmark.data.commands import main as data_main
@@ -16,12 +16,14 @@ from benchmark.data.pipeline import load_batch
 from benchmark.data.predictions import PREDICTION_PRODUCER
 from benchmark.errors import DataError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "cosmic_tagging_light.h5"))
-pytestmark = pytest.mark.skipif(not os.path.exists(SAMPLE), reason=f"{SAMPLE} is not present")
-
 WIRE = "Data/sparse2d_sbndwire_group"
 LABEL = "Data/sparse2d_sbnd_cosmicseg_group"
+
+
+@pytest.fixture(autouse=True)
+def sample_present():
+    """Every test here reads the real sample: a missing file fails each, naming it."""
+    require_sample()
 
 
 def copy_sample(tmp_path, name="copy.h5"):

@@ -2,17 +2,15 @@
 tolerances of benchmark/data/generator.py), its invariants, and the
 statistics helpers on hand-made events."""
 import json
-import os
 
 import numpy as np
 import pytest
+from tiny import require_sample
 
 from benchmark.data.generator import GENERATOR_VERSION, THRESHOLD, GeneratedSource, generate_event
 from benchmark.data.source import Event
 from benchmark.data.stats import compare, event_stats, summarize
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "cosmic_tagging_light.h5"))
 SHAPE = (1280, 2048)
 N_EVENTS, SEED = 50, 1
 
@@ -48,11 +46,9 @@ def generated(events):
 
 @pytest.fixture(scope="module")
 def real():
-    if not os.path.exists(SAMPLE):
-        pytest.skip(f"the real sample {SAMPLE} is not present")
     from benchmark.data.larcv import LarcvSource
 
-    source = LarcvSource(SAMPLE)
+    source = LarcvSource(require_sample())
     try:
         return summarize(source.read(entry) for entry in range(len(source)))
     finally:

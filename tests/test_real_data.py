@@ -4,17 +4,20 @@ import os
 
 import numpy as np
 import pytest
-from tiny import TINY_NETWORK
+from tiny import SAMPLE, TINY_NETWORK, require_sample
 
 from benchmark.cli import main
 from benchmark.data.larcv import LarcvSource
 from benchmark.errors import DataError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
-SAMPLE = os.path.join(DATA_DIR, "cosmic_tagging_light.h5")
+DATA_DIR = os.path.dirname(SAMPLE)
+SAMPLE_SHA256 = "b44d4e44212296421f17925e2f80bbec84a0cb3e75b9bbb28c5498a01bbd061c"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(SAMPLE), reason=f"{SAMPLE} is not present")
+
+@pytest.fixture(autouse=True)
+def sample_present():
+    """Every test here reads the real sample: a missing file fails each, naming it."""
+    require_sample()
 
 TINY = [
     f"data.data_directory={DATA_DIR}",
@@ -26,6 +29,23 @@ TINY = [
     "run.seed=1",
     "data.seed=1",
 ]
+
+
+def test_the_sample_ships_with_the_repository():
+    """Upstream's public example file, byte for byte, in tests/data/ (it used to be read from beside the clone)."""
+    from benchmark.data.dataset import sha256
+
+    assert os.path.dirname(SAMPLE) == os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    assert sha256(SAMPLE) == SAMPLE_SHA256
+
+
+def test_a_missing_sample_fails_the_test_naming_it(monkeypatch, tmp_path):
+    import tiny
+
+    absent = str(tmp_path / "cosmic_tagging_light.h5")
+    monkeypatch.setattr(tiny, "SAMPLE", absent)
+    with pytest.raises(pytest.fail.Exception, match=f"{absent} is missing"):
+        tiny.require_sample()
 
 
 def test_reader_matches_the_file_statistics():

@@ -1,4 +1,18 @@
-"""Settings shared by the tests: a tiny UResNet on 40x64 images, on the CPU."""
+"""Settings shared by the tests: a tiny UResNet on 40x64 images, on the CPU, and the real sample's path."""
+import os
+
+import pytest
+
+# Upstream's public 5-event example file, shipped with the repository so that a clone anywhere runs every test.
+SAMPLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "cosmic_tagging_light.h5")
+
+
+def require_sample() -> str:
+    """SAMPLE's path; fails the calling test, naming the file, when it is missing (a skip would hide it)."""
+    if not os.path.isfile(SAMPLE):
+        pytest.fail(f"{SAMPLE} is missing: it ships with the repository (git checkout -- tests/data)", pytrace=False)
+    return SAMPLE
+
 
 TINY_NETWORK = [
     "data.downsample=5",  # 1280x2048 -> 40x64
