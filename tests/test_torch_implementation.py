@@ -50,9 +50,14 @@ def test_save_and_load_restore_state(tmp_path):
     impl.save(path)
     other = build("run.seed=4")
     other.load(path)
-    for a, b in zip(impl.model.state_dict().values(), other.model.state_dict().values()):
-        torch.testing.assert_close(a, b)
-    assert other.optimizer.state_dict()["state"].keys() == impl.optimizer.state_dict()["state"].keys()
+    restored = other.model.state_dict()
+    for key, value in impl.model.state_dict().items():
+        assert torch.equal(restored[key], value), key  # bit for bit, not merely close
+    want, got = impl.optimizer.state_dict()["state"], other.optimizer.state_dict()["state"]
+    assert want and got.keys() == want.keys()
+    for index, moments in want.items():
+        for name, value in moments.items():
+            assert torch.equal(got[index][name], value), (index, name)
 
 
 class _NotATensor:
