@@ -2,8 +2,10 @@
 
 The implementation writes its own file (model, optimizer, loss scaler, RNG);
 the harness records beside it what it needs to continue exactly: the number
-of completed steps and the seeds. `latest.json` is replaced atomically after
-the model file is complete, so a crash never points at a partial checkpoint.
+of completed steps and the seeds. Both are published with
+`benchmark.durable.published` (written aside, flushed to disk, renamed), the
+model file before `latest.json`, so a crash, power loss included, never
+leaves the index pointing at a partial checkpoint.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
+from benchmark.durable import published
 from benchmark.errors import DataError
 
 KEEP = 5  # as upstream: the last five
@@ -56,10 +59,8 @@ class CheckpointStore:
         """Record a checkpoint whose file is already written, then prune old ones."""
         history = self._history()
         history = [r for r in history if r.step != record.step] + [record]
-        tmp = self.index + ".tmp"
-        with open(tmp, "w") as handle:
+        with published(self.index) as temporary, open(temporary, "w") as handle:
             json.dump({"latest": asdict(record), "history": [asdict(r) for r in history[-KEEP:]]}, handle, indent=1)
-        os.replace(tmp, self.index)
         for old in history[:-KEEP]:
             path = os.path.join(self.directory, old.file)
             if os.path.exists(path):

@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from benchmark.data.batch import VoxelBatch
+from benchmark.durable import published  # noqa: F401  (for `save`: write aside, flush to disk, then rename)
 from benchmark.parallel.context import SINGLE, Parallel  # noqa: F401  (the interface: the constructor's third argument)
 
 
@@ -73,6 +74,11 @@ class Implementation(abc.ABC):
         """Where it runs, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H200"."""
 
     @abc.abstractmethod
+    def uses_accelerator(self) -> bool:
+        """Whether the model runs on an accelerator (a GPU), one per rank: the MLPerf log's
+        accelerators_per_node is then the ranks per node, else 0."""
+
+    @abc.abstractmethod
     def parameter_count(self) -> int:
         """Trainable parameters."""
 
@@ -105,7 +111,8 @@ class Implementation(abc.ABC):
 
     @abc.abstractmethod
     def save(self, path: str) -> None:
-        """Write model, optimizer, loss-scaler and framework RNG state to `path`."""
+        """Write model, optimizer, loss-scaler and framework RNG state to `path`, through `published(path)`,
+        so that a crash, power loss included, leaves the previous file or the whole new one."""
 
     @abc.abstractmethod
     def load(self, path: str, weights_only: bool = False) -> None:

@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from tiny import TINY_NETWORK
+from exact_state import assert_same_checkpoints
+from tiny import TINY_NETWORK, require_sample
 
 from benchmark import config
 from benchmark.errors import BenchmarkError, ConfigError
@@ -21,7 +22,6 @@ from benchmark.parallel.placement import detect
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXEC = os.path.join(ROOT, "bin", "exec.py")
-SAMPLE = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "cosmic_tagging_light.h5"))
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2"]
 # No batch norm: under data parallelism each rank normalises its own share, which is not one rank's whole batch.
 COMMON = [*TINY_NETWORK, "network.batch_norm=false", "data.synthetic=true", "data.synthetic_events=16", "data.seed=5",
@@ -197,13 +197,13 @@ def test_resume_on_two_ranks_continues_exactly(tmp_path):
     train(MPIRUN, tmp_path / "split", "run.iterations=2", *steps)
     train(MPIRUN, tmp_path / "split", "run.iterations=4", *steps)
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
-    assert_same_weights(weights(tmp_path / "split" / "checkpoints" / "model-4.pt"),
-                        weights(tmp_path / "whole" / "checkpoints" / "model-4.pt"))
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "split", steps=[4])  # weights, optimizer, RNG: every bit
 
 
 # -- data: every event once across ranks -------------------------------------------------------------
 def test_inference_on_two_ranks_covers_every_event_once(tmp_path):
-    real = [f"data.data_directory={os.path.dirname(SAMPLE)}", f"data.file={os.path.basename(SAMPLE)}",
+    sample = require_sample()
+    real = [f"data.data_directory={os.path.dirname(sample)}", f"data.file={os.path.basename(sample)}",
             "data.synthetic=false", "run.minibatch_size=2"]  # 5 events: batches of 2, 2 and 1 (rank 1's share empty)
     train([], tmp_path / "model", "run.iterations=1", "run.aux_iterations=0", "mode.checkpoint_iteration=1")
     weights_file = f"mode.weights_location={tmp_path / 'model' / 'checkpoints' / 'model-1.pt'}"
@@ -226,7 +226,7 @@ def test_inference_on_two_ranks_covers_every_event_once(tmp_path):
 
 # -- failures end the whole job ----------------------------------------------------------------------
 def test_an_error_on_one_rank_ends_the_job_naming_the_rank(tmp_path):
-    shutil.copy(SAMPLE, tmp_path / "bad.h5")
+    shutil.copy(require_sample(), tmp_path / "bad.h5")
     label = "Data/sparse2d_sbnd_cosmicseg_group"
     with h5py.File(tmp_path / "bad.h5", "r+") as handle:  # entry 2 (rank 1's share of the first batch) gets label 9
         extent = handle[f"{label}/voxel_extents"][2 * 3]

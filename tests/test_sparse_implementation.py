@@ -3,6 +3,7 @@ inference, summary, MLPerf logs, precision (its 2-rank DDP run is in test_distri
 import csv
 import json
 
+from exact_state import assert_same_checkpoints
 from tiny import TINY_NETWORK
 
 from benchmark.cli import main
@@ -32,6 +33,7 @@ def test_sparse_trains_resumes_and_infers(tmp_path, capsys):
     assert run(tmp_path, "split", "run.iterations=2", *common)[0] == 0
     assert run(tmp_path, "split", "run.iterations=4", *common)[0] == 0
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "split", steps=[4])  # weights, optimizer, RNG: every bit
     assert check(str(tmp_path / "whole" / "mlperf.log")).passed
     status, out = run(tmp_path, "whole", "data.synthetic_events=4", mode="inference")
     assert status == 0 and "-- INFERENCE REPORT -- 4 events" in capsys.readouterr().out

@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from exact_state import assert_same_checkpoints
 from tiny import TINY_NETWORK
 
 from benchmark.cli import main
@@ -134,6 +135,7 @@ def test_resume_continues_exactly(tmp_path, capsys, precision):
     assert run(tmp_path, "split", "run.iterations=5", *common)[0] == 0
     assert "resuming from" in capsys.readouterr().out
     assert losses(tmp_path / "split") == losses(tmp_path / "whole")
+    assert_same_checkpoints(tmp_path / "whole", tmp_path / "split", steps=[4, 5])  # weights, optimizer, RNG: every bit
 
 
 def test_rerun_of_a_finished_run_does_nothing(tmp_path, capsys):
@@ -238,13 +240,15 @@ def test_bad_batch_size_is_one_line(tmp_path, capsys):
 
 
 def assert_resumes_exactly(tmp_path, capsys, name, implementation, *settings):
-    """4 steps in one go, and 2 then 2 more after a restart from the checkpoint: the same losses."""
+    """4 steps in one go, and 2 then 2 more after a restart from the checkpoint: the same losses, and the same
+    weights and optimizer state, bit for bit."""
     common = [*settings, "run.aux_iterations=2", "mode.checkpoint_iteration=2"]
     assert run(tmp_path, f"{name}-whole", "run.iterations=4", *common)[0] == 0
     assert f"implementation: {implementation}" in capsys.readouterr().out
     assert run(tmp_path, f"{name}-split", "run.iterations=2", *common)[0] == 0
     assert run(tmp_path, f"{name}-split", "run.iterations=4", *common)[0] == 0
     assert losses(tmp_path / f"{name}-split") == losses(tmp_path / f"{name}-whole")
+    assert_same_checkpoints(tmp_path / f"{name}-whole", tmp_path / f"{name}-split", steps=[4])
     capsys.readouterr()
 
 

@@ -2,9 +2,12 @@
 
 `generate` writes cosmic_tagging_{train,val,test}.h5 with the realistic
 generator and `manifest.json` (event counts, generator version, seed, the
-sha256 of each file). Files are written under temporary names and renamed at
-the end, so an interrupted run leaves nothing that looks complete, and an
-existing dataset is never overwritten.
+sha256 of each file). It writes them into a temporary folder beside --out,
+verifies them against the manifest, flushes them to disk and renames the
+folder to --out: --out holds nothing of the dataset or all of it, verified,
+whenever the process stops, a crash or power loss included. The next
+`generate` removes what an interrupted one left. An existing dataset is
+never overwritten.
 """
 from __future__ import annotations
 
@@ -13,13 +16,16 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 from typing import Dict, Iterator, Optional
 
+import h5py
 import numpy as np
 
 from benchmark.data.generator import GENERATOR_VERSION, GeneratedSource
 from benchmark.data.larcv_writer import LarcvWriter
 from benchmark.data.source import Event
+from benchmark.durable import fsync_path, publish_folder
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.output import make_writable_directory
 
@@ -87,7 +93,7 @@ def write_split(path: str, n_events: int, seed: int, workers: int, compression: 
 
 def generate(out: str, counts: Dict[str, int], seed: int, workers: Optional[int] = None,
              compression: Optional[str] = None) -> Dict[str, object]:
-    """Write the splits with `counts[split]` events each; returns the manifest."""
+    """Write the splits with `counts[split]` events each into `out`, a new or empty folder; returns the manifest."""
     if seed < 0:
         raise BenchmarkError(f"--seed {seed}: must be >= 0")
     for split, n in counts.items():
@@ -99,30 +105,55 @@ def generate(out: str, counts: Dict[str, int], seed: int, workers: Optional[int]
     existing = [name for name in [MANIFEST] + [file_name(s) for s in counts] if os.path.exists(os.path.join(out, name))]
     if existing:
         raise DataError(f"{out}: already holds {', '.join(existing)}; choose another --out (nothing is overwritten)")
+    others = sorted(os.listdir(out))
+    if others:  # the folder is published by one rename, which needs an empty one to replace
+        raise DataError(f"{out}: holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                        "a dataset is written into a new or empty --out")
     workers = workers if workers is not None else max((os.cpu_count() or 1) - 1, 1)
+    partial = partial_folder(out)
+    if os.path.lexists(partial):
+        shutil.rmtree(partial)
+        print(f"removed {partial}, left by an interrupted generation", flush=True)
+    try:
+        os.mkdir(partial)
+    except OSError as exc:
+        raise DataError(f"--out {out}: cannot create {partial} beside it ({exc.strerror})") from exc
+    try:
+        manifest = _write(partial, counts, seed, workers, compression)
+        verify(partial)
+        for name in os.listdir(partial):
+            fsync_path(os.path.join(partial, name))
+        try:
+            publish_folder(partial, out)
+        except OSError as exc:  # e.g. a file appeared in --out meanwhile
+            raise DataError(f"--out {out}: cannot publish the dataset into it ({exc.strerror})") from exc
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return manifest
+
+
+def partial_folder(out: str) -> str:
+    """The folder beside `out` that a dataset is written into before it is published as `out`."""
+    parent, name = os.path.split(os.path.normpath(os.path.abspath(out)))
+    return os.path.join(parent, f".{name}.partial")
+
+
+def _write(folder: str, counts: Dict[str, int], seed: int, workers: int, compression: Optional[str]) -> Dict[str, object]:
+    """The splits and the manifest, in `folder`."""
     manifest: Dict[str, object] = {"generator": "benchmark.data.generator", "generator_version": GENERATOR_VERSION,
                                    "seed": seed, "compression": compression or "none", "files": {}}
-    written = []
-    try:
-        for split, n in counts.items():
-            final = os.path.join(out, file_name(split))
-            written.append((final + ".partial", final))
-            write_split(written[-1][0], n, split_seed(seed, split), workers, compression)
-            manifest["files"][file_name(split)] = {"split": split, "events": n, "sha256": sha256(written[-1][0])}
-    except BaseException:
-        for partial, _ in written:
-            if os.path.exists(partial):
-                os.remove(partial)
-        raise
-    for partial, final in written:
-        os.replace(partial, final)
-    with open(os.path.join(out, MANIFEST), "w") as handle:
+    for split, n in counts.items():
+        path = os.path.join(folder, file_name(split))
+        write_split(path, n, split_seed(seed, split), workers, compression)
+        manifest["files"][file_name(split)] = {"split": split, "events": n, "sha256": sha256(path)}
+    with open(os.path.join(folder, MANIFEST), "w") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=True)
     return manifest
 
 
 def verify(out: str) -> Dict[str, object]:
-    """The manifest of `out`, after checking every file's sha256 against it."""
+    """The manifest of `out`, after checking every file's sha256 and event count against it."""
     path = os.path.join(out, MANIFEST)
     try:
         with open(path) as handle:
@@ -133,4 +164,16 @@ def verify(out: str) -> Dict[str, object]:
         target = os.path.join(out, name)
         if not os.path.exists(target) or sha256(target) != entry["sha256"]:
             raise DataError(f"{target}: missing or its sha256 differs from {path}")
+        events = count_events(target)
+        if events != entry["events"]:
+            raise DataError(f"{target}: {events} events, but {path} says {entry['events']}")
     return manifest
+
+
+def count_events(path: str) -> int:
+    """Events in a larcv3 file: the rows of its image product's extents."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return int(handle[f"Data/sparse2d_{IMAGE_PRODUCER}_group/extents"].shape[0])
+    except (OSError, KeyError) as exc:
+        raise DataError(f"{path}: not a readable larcv3 file ({str(exc).splitlines()[0]})") from exc

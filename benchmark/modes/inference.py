@@ -1,4 +1,9 @@
-"""mode=inference: every event of `data.file` once, a report over all events, a per-event CSV."""
+"""mode=inference: every event of `data.file` once, a report over all events, a per-event CSV.
+
+A run folder keeps every inference's files: a second inference of the same
+run.id writes predictions.1.h5, inference_events.1.csv and
+inference_report.1.json (numbered together, as the MLPerf logs are).
+"""
 from __future__ import annotations
 
 import json
@@ -19,6 +24,8 @@ from benchmark.reporting import Progress
 from benchmark.session import resolve_seeds, start
 from benchmark.throughput import Throughput
 from benchmark.parallel.context import SINGLE, Parallel
+
+OUTPUTS = ("predictions.h5", "inference_events.csv", "inference_report.json")
 
 
 def _weights(cfg: DictConfig, store: CheckpointStore) -> str:
@@ -52,8 +59,10 @@ def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
     entries, losses = [], []
     throughput = Throughput()
     progress = Progress(len(sampler), description="inference", enabled=parallel.world_rank == 0)
-    prediction_path = session.directory.file("predictions.h5")
-    writer = PredictionWriter(prediction_path, source.full_shape, cfg.data.downsample) if parallel.is_root else None
+    writer = None
+    if parallel.is_root:
+        prediction_path, events_path, report_path = session.directory.unused(*OUTPUTS)
+        writer = PredictionWriter(prediction_path, source.full_shape, cfg.data.downsample)
     with open_loader(cfg, source, sampler) as loader:
         for index in range(len(sampler)):
             begin = time.perf_counter()
@@ -80,14 +89,15 @@ def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
 
     summary = accumulator.summary()
     mean_loss = sum(losses) / accumulator.count
-    _write_events(session.directory.file("inference_events.csv"), np.concatenate(entries), accumulator.per_event())
-    with open(session.directory.file("inference_report.json"), "w") as handle:
+    _write_events(events_path, np.concatenate(entries), accumulator.per_event())
+    with open(report_path, "w") as handle:
         json.dump({"events": accumulator.count, "weights": weights, "loss": mean_loss, **summary}, handle, indent=1)
     print(f"-- INFERENCE REPORT -- {accumulator.count} events of {cfg.data.file if not cfg.data.synthetic else 'synthetic data'}")
     print(f"  {'loss'.ljust(26)}: {mean_loss:.5f}")
     for key in sorted(summary):
         print(f"  {key.ljust(26)}: {summary[key]:.5f}")
     print(f"predictions: {prediction_path} (larcv3; product {PREDICTION_PRODUCER})")
+    print(f"per-event metrics: {events_path}; report: {report_path}")
     print(throughput.report(), flush=True)
     return 0
 
@@ -111,7 +121,7 @@ def _write_events(path: str, entries: np.ndarray, per_event: dict) -> None:
     columns = ["entry"] + [f"plane{p}/{name}" for name in metrics.METRIC_NAMES for p in range(3)]
     columns += [f"Average/{name}" for name in metrics.METRIC_NAMES]
     table = MetricsCSV(path, columns)
-    table.start(0)
+    table.start()
     for row, entry in enumerate(entries):
         values = {"entry": int(entry)}
         for name in metrics.METRIC_NAMES:

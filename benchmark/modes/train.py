@@ -8,7 +8,9 @@ last checkpoint continues exactly as an uninterrupted one would.
 Under a benchmark's rules (`benchmark=NAME`) the whole validation set is
 evaluated at the definition's cadence, the run stops when the target is
 reached (or aborts after the definition's epoch limit), and the MLPerf log
-records time-to-train between run_start and run_stop.
+records time-to-train between run_start and run_stop. A benchmark run never
+resumes: its run.id with a checkpoint is refused, since time lost to an
+interruption would vanish from time-to-train.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from benchmark.config.schema import Validation
 from benchmark.convert import weights_for
 from benchmark.data.sampler import EpochSampler, SequentialSampler
 from benchmark.datasets import open_loader, verify_benchmark_dataset
+from benchmark.errors import BenchmarkError
 from benchmark.implementation import Implementation, StepResult
 from benchmark.mlperf_events import load_system_fields, log_hyperparameters, log_submission
 from benchmark.mlperf_log import C, MLPerfLog
@@ -40,8 +43,9 @@ from benchmark.throughput import SKIPPED_ITERATIONS, Throughput
 from benchmark.parallel.context import SINGLE, Parallel
 
 _METRIC_KEYS = sorted(k for k in metrics.summarize(np.zeros((1, 3, 3, 3), dtype=np.int64)))
-TRAIN_COLUMNS = ["step", "epoch", "learning_rate", "loss", "images_per_second"] + _METRIC_KEYS
-VALIDATION_COLUMNS = ["step", "events", "loss"] + _METRIC_KEYS
+# mlperf_log: the invocation that wrote the row; a resumed run appends, so a step can have a row from each (MetricsCSV)
+TRAIN_COLUMNS = ["step", "epoch", "learning_rate", "loss", "images_per_second"] + _METRIC_KEYS + ["mlperf_log"]
+VALIDATION_COLUMNS = ["step", "events", "loss"] + _METRIC_KEYS + ["mlperf_log"]
 
 
 class Trainer:
@@ -73,6 +77,7 @@ class Trainer:
             self.aux_sampler = aux_sampler
         self.train_csv = MetricsCSV(session.directory.file("train_metrics.csv"), TRAIN_COLUMNS, enabled=parallel.is_root)
         self.val_csv = MetricsCSV(session.directory.file("val_metrics.csv"), VALIDATION_COLUMNS, enabled=parallel.is_root)
+        self.log_name = os.path.basename(mlog.path) if mlog.path else ""
         self.throughput = Throughput()
         self.reached = False
         self.profile_dir = session.directory.file("profile")
@@ -139,8 +144,8 @@ class Trainer:
 
     def run(self, first: int) -> None:
         cfg, mlog = self.cfg, self.mlog
-        self.train_csv.start(first)
-        self.val_csv.start(first)
+        self.train_csv.start()
+        self.val_csv.start()
         progress = Progress(self.total_steps, initial=first, description="train", enabled=self.parallel.world_rank == 0)
         profiled = range(first + 2, min(first + 5, self.total_steps))  # a few steps past the warm-up
         window_begin, window_steps, rate = time.perf_counter(), 0, 0.0
@@ -205,7 +210,7 @@ class Trainer:
             non_bkg_accuracy=values["Average/Non_Bkg_Accuracy"],
         )
         self.mlog.event("tracked_stats", {"throughput": self.throughput.steady_state()}, step_num=done, epoch_num=epoch)
-        self.val_csv.append({"step": done, **values})
+        self.val_csv.append({"step": done, **values, "mlperf_log": self.log_name})
         what = "validation" if self.cfg.run.validation == Validation.batch else f"validation ({values['events']} events)"
         progress.print(metric_line(f"{what} after step {done}", values["loss"], values))
         if self.target is not None and self.target.reached(values):
@@ -217,7 +222,8 @@ class Trainer:
         epoch = done * self.images_per_step / self.train_events
         rate_lr = learning_rate(step, self.cfg.mode.optimizer, self.images_per_step, self.train_events)
         window = self.throughput.window(self.cfg.mode.logging_iteration)
-        row = {"step": done, "epoch": epoch, "learning_rate": rate_lr, "images_per_second": window, **values}
+        row = {"step": done, "epoch": epoch, "learning_rate": rate_lr, "images_per_second": window, **values,
+               "mlperf_log": self.log_name}
         self.train_csv.append(row)
         prefix = f"step {done}/{self.total_steps}  epoch {epoch:.3f}  lr {rate_lr:.3g}"
         progress.print(metric_line(prefix, values["loss"], values, {"img/s": f"{window:.2f}"}))
@@ -242,19 +248,15 @@ class _Exit:
         return self.context.__exit__(*exc_info)
 
 
-def _free_name(directory, stem: str, suffix: str) -> str:
-    path = directory.file(f"{stem}{suffix}")
-    index = 1
-    while os.path.exists(path):
-        path = directory.file(f"{stem}.{index}{suffix}")
-        index += 1
-    return path
-
-
 def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
     session = start(cfg, parallel)
     store = CheckpointStore(session.directory.checkpoints, suffix=".pt")
     record = store.latest()
+    if record is not None and cfg.run.benchmark:
+        raise BenchmarkError(
+            f"{store.latest_path()}: run.id={cfg.run.id} has a checkpoint (after step {record.step}), and a "
+            f"benchmark={cfg.run.benchmark} run never resumes: its time-to-train has one clock, and the time lost to "
+            f"the interruption would not count; use a new run.id")
     if record is not None:
         # Continue with the seeds the run started with, whatever was given now.
         cfg.run.seed, cfg.data.seed = record.run_seed, record.data_seed
@@ -263,7 +265,7 @@ def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
     resolve_seeds(cfg, parallel)
     system = load_system_fields(cfg)
     session.create_directory()
-    mlog = MLPerfLog(_free_name(session.directory, "mlperf", ".log") if parallel.is_root else None)
+    mlog = MLPerfLog(session.directory.unused("mlperf.log")[0] if parallel.is_root else None)
     mlog.event(C.CACHE_CLEAR, os.environ.get("COSMICTAGGER_CACHE_CLEARED", "0") == "1")
     mlog.start(C.INIT_START)
     session.print_config()
@@ -280,7 +282,7 @@ def run(cfg: DictConfig, parallel: Parallel = SINGLE) -> int:
         verify_benchmark_dataset(cfg, get_benchmark(cfg.run.benchmark))
     trainer = Trainer(session, impl, store, mlog)
     mlog.end(C.STAGING_STOP)
-    accelerators = parallel.local_size if "cuda" in impl.device_description() else 0
+    accelerators = parallel.local_size if impl.uses_accelerator() else 0  # one per rank
     log_hyperparameters(mlog, cfg, parallel, accelerators, trainer.train_events, trainer.eval_events)
     if trainer.target is not None:
         print(f"benchmark {cfg.run.benchmark}: target {trainer.target.describe()} on {trainer.eval_events} validation "

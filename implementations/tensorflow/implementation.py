@@ -11,7 +11,6 @@ XLA (`jit_compile`); the optimizer update stays outside, as it is cheap.
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -22,7 +21,7 @@ from omegaconf import DictConfig
 from benchmark.config.schema import ComputeMode, OptimizerKind, Precision
 from benchmark.data.batch import N_PLANES, VoxelBatch
 from benchmark.errors import BenchmarkError, DataError
-from benchmark.implementation import SINGLE, Implementation, ModelCost, Parallel, StepResult
+from benchmark.implementation import SINGLE, Implementation, ModelCost, Parallel, StepResult, published
 
 from .confusion import confusion, predictions
 from .convert import keras_to_arrays, torch_to_keras
@@ -65,6 +64,11 @@ def select_device(compute_mode: ComputeMode, local_rank: int = 0) -> str:
     if compute_mode == ComputeMode.GPU:
         raise BenchmarkError("run.compute_mode=GPU but tensorflow sees no GPU (use run.compute_mode=CPU or auto)")
     return "/CPU:0"
+
+
+def is_gpu(device: str) -> bool:
+    """Whether a TensorFlow device string ("/GPU:0", "/device:GPU:1", "/CPU:0") names a GPU."""
+    return tf.DeviceSpec.from_string(device).device_type == "GPU"
 
 
 class TorchAdam(keras.optimizers.Optimizer):
@@ -136,7 +140,7 @@ class TensorFlowDense2D(Implementation):
         self.hvd = _horovod(parallel)
         self.device = select_device(cfg.run.compute_mode, parallel.local_rank)
         self.precision = Precision(cfg.run.precision)
-        if self.device.startswith("/GPU"):
+        if is_gpu(self.device):
             # TF enables TF32 by default; float32 means true float32 as in torch.
             tf.config.experimental.enable_tensor_float_32_execution(self.precision != Precision.float32)
         keras.utils.set_random_seed(cfg.run.seed)
@@ -182,8 +186,11 @@ class TensorFlowDense2D(Implementation):
         return TorchAdam()
 
     # -- description -------------------------------------------------------
+    def uses_accelerator(self) -> bool:
+        return is_gpu(self.device)
+
     def device_description(self) -> str:
-        if self.device.startswith("/GPU"):
+        if is_gpu(self.device):
             details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
             return f"{self.device} {details.get('device_name', 'GPU')}"
         return f"cpu ({self.threads} threads)"
@@ -328,10 +335,9 @@ class TensorFlowDense2D(Implementation):
                 arrays[f"{group}/{index}"] = np.asarray(variable.numpy())
         generator = tf.random.get_global_generator()
         arrays["rng/tf_global"] = generator.state.numpy()
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as handle:
+        # a crash never leaves a half-written checkpoint; a file handle, since np.savez adds .npz to a name
+        with published(path) as temporary, open(temporary, "wb") as handle:
             np.savez(handle, **arrays)
-        os.replace(tmp, path)  # a crash never leaves a half-written checkpoint
 
     def load(self, path: str, weights_only: bool = False) -> None:
         groups = self._state_groups()

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from benchmark.config.schema import DataFormat, OptimizerKind
 from benchmark.data.batch import VoxelBatch
 from benchmark.errors import DataError
-from benchmark.implementation import SINGLE, Implementation, ModelCost, Parallel, StepResult
+from benchmark.implementation import SINGLE, Implementation, ModelCost, Parallel, StepResult, published
 
 from .confusion import confusion, predictions
 from .cost import layer_table, measure_cost
@@ -74,6 +74,9 @@ class TorchDense2D(Implementation):
         if self.device.type == "cuda":
             return f"{self.device} {torch.cuda.get_device_name(self.device)}"
         return f"cpu ({self.threads} threads)"
+
+    def uses_accelerator(self) -> bool:
+        return self.device.type == "cuda"
 
     def parameter_count(self) -> int:
         return count_parameters(self.model)
@@ -193,9 +196,8 @@ class TorchDense2D(Implementation):
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        tmp = f"{path}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # a crash never leaves a half-written checkpoint
+        with published(path) as temporary:  # a crash never leaves a half-written checkpoint
+            torch.save(state, temporary)
 
     def load(self, path: str, weights_only: bool = False) -> None:
         try:

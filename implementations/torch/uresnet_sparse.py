@@ -205,7 +205,9 @@ class SparseNearestUpsample(nn.Module):
 
     def forward(self, x: SparseConvTensor) -> SparseConvTensor:
         data = x.indice_dict[self.indice_key]
-        features = x.features[_parents(data)]
+        # index_select, not x.features[parents]: the indexing's backward adds the repeated parents' gradients with
+        # atomic adds on more than one CPU thread (an order that changes from run to run); index_select's adds in order
+        features = x.features.index_select(0, _parents(data))
         return SparseConvTensor(features, data.indices, data.spatial_shape, x.batch_size, indice_dict=x.indice_dict)
 
     def extra_repr(self) -> str:
