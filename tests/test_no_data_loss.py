@@ -243,14 +243,28 @@ def assert_flushed_then_published(events, path):
     return rename
 
 
-@pytest.mark.parametrize("framework, suffix", [("torch", ".pt"), ("tensorflow", ".tf.npz")])
-def test_checkpoints_are_flushed_to_disk_before_they_are_published(tmp_path, disk_events, framework, suffix):
-    out = tmp_path / framework
-    assert run(out, f"framework.name={framework}", "run.iterations=2", "run.aux_iterations=0",
-               "mode.checkpoint_iteration=2") == 0
-    model = assert_flushed_then_published(disk_events, out / "checkpoints" / f"model-2{suffix}")
+def test_checkpoints_are_flushed_to_disk_before_they_are_published(tmp_path, disk_events):
+    out = tmp_path / "run"
+    assert run(out, "run.iterations=2", "run.aux_iterations=0", "mode.checkpoint_iteration=2") == 0
+    model = assert_flushed_then_published(disk_events, out / "checkpoints" / "model-2.pt")
     index = assert_flushed_then_published(disk_events, out / "checkpoints" / "latest.json")
     assert model < index  # the index never names a checkpoint that is not on disk
+
+
+@pytest.mark.parametrize("mode", ["sparse", "tensorflow"])
+def test_every_implementation_flushes_its_checkpoint_before_publishing_it(tmp_path, disk_events, mode):
+    from quiet_tensorflow import tf  # noqa: F401  (quiet, before TensorFlow starts)
+    from tiny import TINY_SHAPE
+
+    from benchmark import config, registry
+
+    framework, conv_mode = ("tensorflow", "2D") if mode == "tensorflow" else ("torch", mode)
+    cfg = config.load(["run.id=t", *TINY_NETWORK, "run.seed=3", f"framework.name={framework}",
+                       f"network.conv_mode={conv_mode}"])
+    impl = registry.load_class(cfg)(cfg, TINY_SHAPE)
+    path = tmp_path / f"model-1{impl.checkpoint_suffix()}"
+    impl.save(str(path))
+    assert_flushed_then_published(disk_events, path)
 
 
 def test_a_generated_dataset_is_flushed_to_disk_before_it_is_published(tmp_path, disk_events):
