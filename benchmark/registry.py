@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Optional, Tuple, Type
+from typing import List, Optional, Tuple, Type
 
 from omegaconf import DictConfig
 
@@ -41,6 +41,12 @@ def framework_of_checkpoint(path: str, default: Optional[str] = None) -> str:
         return default
     known = ", ".join(f"{suffix} ({framework})" for framework, suffix in CHECKPOINT_SUFFIXES.items())
     raise ConfigError(f"{path}: not a checkpoint name this benchmark knows (the suffix must be one of {known})")
+
+
+def offered() -> List[Tuple[str, str, bool]]:
+    """Every (framework.name, network.conv_mode, framework.optimized) this benchmark has an implementation for."""
+    plain = [(framework, mode, False) for framework, mode in _IMPLEMENTATIONS]
+    return plain + [(framework, mode, True) for framework, mode in _OPTIMIZED]
 
 
 def key_of(cfg: DictConfig) -> Tuple[str, str]:

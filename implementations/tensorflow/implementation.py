@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from benchmark.config.schema import ComputeMode, OptimizerKind, Precision
 from benchmark.data.batch import N_PLANES, VoxelBatch
-from benchmark.errors import BenchmarkError, DataError
+from benchmark.errors import BenchmarkError, ConfigError, DataError
 from benchmark.implementation import SINGLE, Implementation, ModelCost, Parallel, StepResult, published
 
 from .confusion import confusion, predictions
@@ -382,6 +382,14 @@ class TensorFlowDense3D(TensorFlowDense2D):
     """The 3D variant: planes as a depth axis of 3, mixed only in the deepest block."""
 
     name = "tensorflow-3D"
+
+    @classmethod
+    def check(cls, cfg: DictConfig) -> None:
+        super().check(cfg)
+        if Precision(cfg.run.precision) == Precision.mixed and not is_gpu(select_device(cfg.run.compute_mode)):
+            # TensorFlow's CPU MaxPool3D has float32 and bfloat16 kernels only: the first step would fail
+            raise ConfigError("run.precision=mixed: TensorFlow has no float16 3D max pooling on the CPU; use float32, "
+                              "tf32 or bfloat16 with framework.name=tensorflow network.conv_mode=3D here")
 
     def _network(self) -> keras.Model:
         from .uresnet3d import build_uresnet3d
