@@ -1,16 +1,21 @@
 """The reference and the optimized PyTorch paths, timed side by side in one process.
 
     python -m benchmark.perf [--network uresnet] [--downsample 1] [--batch 4] [--precision float32]
-                             [--steps 10] [--warmup 3] [--paths reference optimized] [--max-batch GIB]
+                             [--steps 10] [--warmup 3] [--paths reference optimized upstream] [--max-batch GIB]
                              [--bandwidth GB/s] [--profile DIR] [key=value ...]
 
-A script that prints figures, not a test. Each path trains `--steps` timed
+A script that prints figures, not a test. The paths: `reference`
+(framework.optimized=false), `optimized` (framework.optimized=true) and
+`upstream`, a measuring device: the reference's network and weights run
+plane by plane through plain BatchNorm2d layers, as upstream's network runs
+(implementations/torch/upstream_like.py; PyTorch 2D only). Each path trains `--steps` timed
 steps (after `--warmup` untimed ones, which include torch.compile's
 compilation) on synthetic events at the given network, resolution, batch
 and precision, on the GPU when there is one (`run.compute_mode=CPU` to
-force the CPU). Printed per path: images/s and the ratio to the reference,
-peak memory, FLOP per image and achieved TFLOP/s (the training step's FLOP
-as counted by `mode=summary`), and the share of the memory-bandwidth
+force the CPU). Printed per path: images/s and the ratios to the reference
+and to the upstream path, peak memory, FLOP per image and achieved TFLOP/s
+(the training step's FLOP as `mode=summary` gives it: counted, or marked
+as an estimate where an implementation only estimates it), and the share of the memory-bandwidth
 roofline: the images/s that the device's bandwidth would allow if a
 training step moved only its saved activations twice (written in the
 forward pass, read in the backward pass; 2 bytes each under bfloat16 or
@@ -33,6 +38,7 @@ by device time, and a trace) and prints the operator table's top rows.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -48,9 +54,12 @@ from benchmark.data.pipeline import load_batch
 from benchmark.data.sampler import EpochSampler
 from benchmark.data.synthetic import SBND_SHAPE, SyntheticSource
 from benchmark.datasets import open_loader
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, ConfigError
 
-PATHS = {"reference": "framework.optimized=false", "optimized": "framework.optimized=true"}
+PATHS = {"reference": "framework.optimized=false", "optimized": "framework.optimized=true",
+         "upstream": "framework.optimized=false"}
+# The upstream path's implementation, imported only when it is measured (the harness never imports torch itself).
+UPSTREAM = "implementations.torch.upstream_like:TorchUpstreamLike2D"
 EVENTS = 64  # distinct synthetic events cycled through by the timed steps
 
 
@@ -63,6 +72,7 @@ class Figures:
     memory_measured: bool  # False: the process's peak RSS, which only grows (CPU)
     forward_gflop: float
     train_tflop_per_s: float
+    train_flop_note: str  # ModelCost.train_step_flop_note: "counted" or how it was estimated
     roofline_images_per_second: float
 
     @property
@@ -83,10 +93,23 @@ def _configuration(args, path: str, batch: int):
     return config.load(tokens)
 
 
+def implementation_class(cfg, path: str):
+    """The class that trains `path` under `cfg`: the registry's, or for `upstream` the plane-by-plane network."""
+    cls = registry.load_class(cfg)  # also refuses what has no implementation and exports the environment variables
+    if path != "upstream":
+        return cls
+    if registry.key_of(cfg) != ("torch", "2D"):
+        framework, mode = registry.key_of(cfg)
+        raise ConfigError(f"--paths upstream: the plane-by-plane network is PyTorch's 2D UResNet, not "
+                          f"framework.name={framework} network.conv_mode={mode}")
+    module_name, class_name = UPSTREAM.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def _implementation(args, path: str, batch: int):
     cfg = _configuration(args, path, batch)
     shape = check_image_shape(SBND_SHAPE, cfg.data.downsample, cfg.network.network_depth)
-    return registry.load_class(cfg)(cfg, shape), shape
+    return implementation_class(cfg, path)(cfg, shape), shape
 
 
 def _batches(args, batch: int):
@@ -120,7 +143,7 @@ def measure(args, path: str, bandwidth_gb_s: float) -> Figures:
     cost = impl.cost(shape)
     roofline = bandwidth_gb_s * 1e9 / (2.0 * cost.activation_bytes * activation_scale(args.precision))
     return Figures(path, impl.name, rate, peak / 2**30, measured, cost.forward_flop / 1e9,
-                   cost.train_step_flop * rate / 1e12, roofline)
+                   cost.train_step_flop * rate / 1e12, cost.train_step_flop_note, roofline)
 
 
 def _profile(impl, batches, directory: str, steps: int = 3, rows: int = 25) -> None:
@@ -245,14 +268,20 @@ def max_batch(args, path: str, budget_gib: float, device_memory: bool,
 
 
 def table(figures: Sequence[Figures], pipeline: Tuple[float, str], bandwidth: float, source: str) -> str:
+    """The figures as a Markdown table; speeds relative to the reference and, when measured, to the upstream path."""
     base = next((f for f in figures if f.path == "reference"), figures[0])
-    lines = ["| path | implementation | images/s | x reference | peak memory (GiB) | forward GFLOP/image | "
-             "achieved TFLOP/s | roofline share |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    upstream = next((f for f in figures if f.path == "upstream"), None)
+    ratios = [f"x {base.path}"] + (["x upstream"] if upstream is not None and upstream is not base else [])
+    lines = [f"| path | implementation | images/s | {' | '.join(ratios)} | peak memory (GiB) | forward GFLOP/image | "
+             "achieved TFLOP/s | roofline share |", "|---|---|---:|" + "---:|" * len(ratios) + "---:|---:|---:|---:|"]
     for f in figures:
         memory = f"{f.peak_memory_gib:.2f}" + ("" if f.memory_measured else " (process RSS)")
-        lines.append(f"| {f.path} | {f.implementation} | {f.images_per_second:.2f} | "
-                     f"{f.images_per_second / base.images_per_second:.2f} | {memory} | {f.forward_gflop:.1f} | "
-                     f"{f.train_tflop_per_s:.3f} | {f.roofline_share:.1%} |")
+        relative = [f"{f.images_per_second / base.images_per_second:.2f}"]
+        if len(ratios) > 1:
+            relative.append(f"{f.images_per_second / upstream.images_per_second:.2f}")
+        achieved = f"{f.train_tflop_per_s:.3f}" + ("" if f.train_flop_note == "counted" else f" ({f.train_flop_note})")
+        lines.append(f"| {f.path} | {f.implementation} | {f.images_per_second:.2f} | {' | '.join(relative)} | "
+                     f"{memory} | {f.forward_gflop:.1f} | {achieved} | {f.roofline_share:.1%} |")
     lines.append(f"\ninput pipeline: {pipeline[0]:.1f} images/s ({pipeline[1]}); "
                  f"memory bandwidth {bandwidth:.0f} GB/s ({source})")
     return "\n".join(lines)
@@ -266,7 +295,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "mixed", "bfloat16"])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS),
+                        help="default: all three (upstream only for PyTorch's 2D network)")
     parser.add_argument("--max-batch", type=float, metavar="GIB", help="also search the largest batch that fits GIB")
     parser.add_argument("--profile", metavar="DIR", help="also profile 3 steps of each path into DIR/<path>/")
     parser.add_argument("--bandwidth", type=float, metavar="GB/s", help="device memory bandwidth (default: measured)")
@@ -287,6 +317,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: {option} {value:g}: must be > 0", file=sys.stderr)
             return 2
     try:
+        if args.paths is None:
+            upstream_applies = registry.key_of(_configuration(args, "upstream", args.batch)) == ("torch", "2D")
+            args.paths = [path for path in PATHS if path != "upstream" or upstream_applies]
+        for path in args.paths:  # refuse a path that cannot run before any is measured
+            implementation_class(_configuration(args, path, args.batch), path)
         probe, _ = _implementation(args, "reference", args.batch)
         if args.bandwidth:
             bandwidth, source = args.bandwidth, "given"

@@ -143,22 +143,9 @@ def test_a_step_learns_a_checkpoint_round_trips_and_evaluation_repeats(offer, tm
     assert_identical(impl.export_weights(), weights)
 
 
-# Known: the compiled 2D model on the CPU gets non-finite gradients under autocast (eager 2D and compiled 3D do not):
-# bfloat16 turns the weights to NaN at the first update; float16's scaler skips every update (12 of 12, scale 65536
-# down to 16). Strict: once fixed, these fail until the mark goes.
-BROKEN = {(("torch", "2D", True), precision): "torch.compile 2D on the CPU: non-finite gradients under autocast"
-          for precision in ("bfloat16", "mixed")}
-
-
 def precision_cases():
-    cases = []
-    for offer in offers(compiled, traced):
-        for precision in Precision:
-            known = BROKEN.get((offer.values[0], precision.value))
-            marks = [*offer.marks, *([pytest.mark.xfail(reason=known, strict=True)] if known else [])]
-            cases.append(pytest.param(offer.values[0], precision.value, id=f"{precision.value}-{offer.id}",
-                                      marks=marks))
-    return cases
+    return [pytest.param(offer.values[0], precision.value, id=f"{precision.value}-{offer.id}", marks=offer.marks)
+            for offer in offers(compiled, traced) for precision in Precision]
 
 
 @pytest.mark.parametrize("offer,precision", precision_cases())

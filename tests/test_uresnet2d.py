@@ -1,7 +1,6 @@
 """Tests of the torch 2D UResNet: parameter counts, options, plane folding, per-plane batch norm."""
 from __future__ import annotations
 
-import copy
 import itertools
 
 import pytest
@@ -9,7 +8,8 @@ import torch
 
 from benchmark.config.schema import Connection, Downsampling, GrowthRate, NetworkConfig, Upsampling
 from implementations.torch.blocks import PlaneBatchNorm2d
-from implementations.torch.uresnet2d import DeepestBlock, UResNet, count_parameters
+from implementations.torch.upstream_like import PlaneByPlaneUResNet
+from implementations.torch.uresnet2d import UResNet, count_parameters
 
 from tiny import BATCH, HEIGHT, WIDTH, images, network, tiny
 
@@ -76,45 +76,107 @@ def test_normalisation_and_bias_options(batch_norm, bias):
     assert conv_biases[-1]  # the output 1x1 always has a bias
 
 
-# A plane-by-plane forward pass over the same modules, the way upstream runs them.
-def _per_plane(module, planes):
-    return [module(plane) for plane in planes]
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
-def _reference_core(level, planes):
-    if isinstance(level, DeepestBlock):
-        mixed = torch.cat(planes, dim=1)
-        mixed = level.unbottleneck(level.blocks(level.bottleneck(mixed)))
-        return list(mixed.chunk(3, dim=1))
-    residuals = planes
-    planes = _per_plane(level.down_blocks, planes)
-    planes = _per_plane(level.downsample, planes)
-    planes = _reference_core(level.main_module, planes)
-    planes = _per_plane(level.upsample, planes)
-    planes = [level.connection(torch.cat([x, r], dim=1)) for x, r in zip(planes, residuals)]
-    return _per_plane(level.up_blocks, planes)
+def _plane_by_plane(norm: torch.nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """The split/concat definition of the per-plane norm: upstream's one call per plane, in plane order."""
+    return torch.cat([norm(plane) for plane in x.chunk(3)], dim=0)
 
 
-def reference_forward(model: UResNet, x: torch.Tensor) -> torch.Tensor:
-    """Upstream's loop over planes; the model's PlaneBatchNorm2d must act as plain BatchNorm2d."""
-    planes = list(x.chunk(3, dim=1))
-    planes = _per_plane(model.initial_convolution, planes)
-    planes = _reference_core(model.net_core, planes)
-    planes = _per_plane(model.final_layer, planes)
-    return torch.stack(_per_plane(model.bottleneck, planes), dim=1)
+@pytest.mark.parametrize("layout", FORMATS)
+@pytest.mark.parametrize("events", [1, 2])
+@pytest.mark.parametrize("momentum", [0.3, None], ids=["momentum", "cumulative"])
+def test_per_plane_batch_norm_is_upstream_s_one_call_per_plane(layout, events, momentum):
+    torch.manual_seed(events)
+    norm = PlaneBatchNorm2d(5, momentum=momentum)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    upstream = torch.nn.BatchNorm2d(5, momentum=momentum)
+    upstream.load_state_dict(norm.state_dict())
+    for step in range(2):  # the second step updates running statistics that are no longer the initial ones
+        # each plane its own location and scale, so pooled statistics would differ from per-plane ones
+        offsets = torch.tensor([3.0, -1.0, 0.5]).repeat_interleave(events).view(-1, 1, 1, 1)
+        x = (torch.randn(3 * events, 5, 6, 10) * (1 + offsets.abs()) + offsets).to(memory_format=FORMATS[layout])
+        ours, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        y, expected = norm(ours), _plane_by_plane(upstream, theirs)
+        assert y.is_contiguous(memory_format=FORMATS[layout])
+        torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+        weights = torch.randn_like(expected)
+        (y * weights).sum().backward()
+        (expected * weights).sum().backward()
+        assert ours.grad.is_contiguous(memory_format=FORMATS[layout])
+        torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-5)
+        for name in ("weight", "bias"):
+            torch.testing.assert_close(getattr(norm, name).grad, getattr(upstream, name).grad, rtol=1e-5, atol=1e-5,
+                                       msg=name)
+        for name in ("running_mean", "running_var"):
+            torch.testing.assert_close(getattr(norm, name), getattr(upstream, name), rtol=1e-6, atol=1e-6, msg=name)
+        assert int(norm.num_batches_tracked) == int(upstream.num_batches_tracked) == 3 * (step + 1)
 
 
-def test_training_batch_norm_is_per_plane_like_upstream():
-    model = build(tiny(connections=Connection.concat, residual=True)).train()
-    reference = copy.deepcopy(model)
-    for module in reference.modules():
-        if isinstance(module, PlaneBatchNorm2d):
-            module.per_plane = False  # each call sees one plane already
-    x = images()
-    torch.testing.assert_close(model(x), reference_forward(reference, x), atol=1e-6, rtol=1e-6)
-    buffers = dict(reference.named_buffers())
+@pytest.mark.parametrize("layout", FORMATS)
+def test_per_plane_batch_norm_concatenates_and_copies_no_plane_data(layout):
+    """Forward and backward write each result once, into one tensor for the whole folded batch: no plane is
+    split off into a tensor of its own to be concatenated or copied back (only [C]-sized statistics move)."""
+    norm = PlaneBatchNorm2d(4)
+    x = torch.randn(6, 4, 5, 5).to(memory_format=FORMATS[layout]).requires_grad_(True)
+    with torch.profiler.profile(record_shapes=True) as profile:
+        norm(x).sum().backward()
+    events = profile.key_averages(group_by_input_shape=True)
+    assert not [event.key for event in events if event.key in ("aten::cat", "aten::stack")]
+    moved = [(event.key, event.input_shapes) for event in events
+             if event.key in ("aten::copy_", "aten::clone", "aten::contiguous")
+             and any(shape and torch.Size(shape).numel() > 4 for shape in event.input_shapes if isinstance(shape, list))]
+    assert not moved, moved
+
+
+def test_per_plane_batch_norm_in_evaluation_is_a_plain_batch_norm():
+    norm = PlaneBatchNorm2d(4)
+    norm(torch.randn(6, 4, 5, 5) * 3 + 1)  # running statistics away from their initial values
+    plain = torch.nn.BatchNorm2d(4)
+    plain.load_state_dict(norm.state_dict())
+    x = torch.randn(6, 4, 5, 5)
+    assert torch.equal(norm.eval()(x), plain.eval()(x))
+
+
+def test_per_plane_batch_norm_refuses_a_batch_that_is_not_whole_planes():
+    with pytest.raises(ValueError, match="a batch of 4 is not 3 planes of equal size"):
+        PlaneBatchNorm2d(2)(torch.randn(4, 2, 3, 3))
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        PlaneBatchNorm2d(2)(torch.randn(3, 2, 1, 1))
+
+
+@pytest.mark.parametrize("layout", FORMATS)
+@pytest.mark.parametrize("options", [dict(connections=Connection.concat, residual=True),
+                                     dict(connections=Connection.sum, residual=False, block_concat=True)],
+                         ids=["concat-residual", "sum-plain-unmixed"])
+def test_training_is_upstream_s_plane_by_plane_network(layout, options):
+    """Logits, every gradient and every buffer of one training step equal upstream's loop over the planes.
+
+    In float64: the tiny network's deep batch norms see few values, and float32 rounding alone moves its logits
+    by ~1e-4 in either implementation, so float32 could not tell a wrong function from rounding here (the
+    single layer is compared in float32 above)."""
+    model = build(tiny(**options)).train().to(torch.float64, memory_format=FORMATS[layout])
+    upstream = PlaneByPlaneUResNet(tiny(**options)).train().to(torch.float64, memory_format=FORMATS[layout])
+    upstream.load_state_dict(model.state_dict())
+    assert not any(isinstance(m, PlaneBatchNorm2d) for m in upstream.modules())  # plain BatchNorm2d layers
+    x = images().to(torch.float64, memory_format=FORMATS[layout])
+    logits, expected = model(x), upstream(x)
+    torch.testing.assert_close(logits, expected, rtol=1e-10, atol=1e-10)
+    weights = torch.randn_like(expected)
+    (logits * weights).sum().backward()
+    (expected * weights).sum().backward()
+    parameters = dict(upstream.named_parameters())
+    for name, parameter in model.named_parameters():
+        # a convolution bias before a batch norm has a zero gradient: rounding noise, compared against the scale
+        scale = parameters[name].grad.abs().max().item()
+        torch.testing.assert_close(parameter.grad, parameters[name].grad, rtol=1e-8, atol=1e-8 * max(scale, 1.0),
+                                   msg=name)
+    buffers = dict(upstream.named_buffers())
     for name, buffer in model.named_buffers():
-        torch.testing.assert_close(buffer, buffers[name], atol=1e-6, rtol=1e-6, msg=name)
+        torch.testing.assert_close(buffer, buffers[name], rtol=1e-10, atol=1e-12, msg=name)
     assert int(model.initial_convolution.norm.num_batches_tracked) == 3
 
 

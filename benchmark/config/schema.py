@@ -133,7 +133,7 @@ class FrameworkConfig:
     inter_op_parallelism_threads: int = field(default=2, metadata=_doc("threads running independent operations (0: framework default)"))
     intra_op_parallelism_threads: int = field(default=24, metadata=_doc("threads inside one operation (0: framework default)"))
     name: FrameworkKind = field(default=FrameworkKind.torch, metadata=_doc("deep learning framework"))
-    optimized: bool = field(default=False, metadata=_doc("torch: the same model through the fast path (torch.compile, CUDA graphs, planes' batch-norm statistics pooled)"))
+    optimized: bool = field(default=False, metadata=_doc("torch: the same model and function through the fast path (torch.compile; CUDA graphs on a GPU)"))
     compile_mode: CompileMode = field(default=CompileMode.auto, metadata=_doc("framework.optimized: torch.compile's mode for the model (auto: reduce-overhead on CUDA, default elsewhere)"))
     xla: bool = field(default=False, metadata=_doc("tensorflow: compile the training and evaluation steps with XLA"))
 

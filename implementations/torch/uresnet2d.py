@@ -14,7 +14,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .blocks import Bilinear2x, Block, BlockSeries, ConvSettings, PlaneBatchNorm2d, initialise, join_skip, torch_bilinear2x
+from .blocks import (Bilinear2x, Block, BlockSeries, ConvSettings, PlaneBatchNorm2d, ProjectThenInterpolate, initialise,
+                     join_skip, torch_bilinear2x)
 
 PLANES = 3
 CLASSES = 3  # background, cosmic, neutrino
@@ -107,7 +108,8 @@ def _downsample(network: Any, settings: ConvSettings, channels: int, inner: int)
 
 def _upsample(network: Any, settings: ConvSettings, inner: int, channels: int) -> nn.Module:
     if _choice(network.upsampling) == "interpolation":
-        return nn.Sequential(settings.interpolation(), Block(settings, inner, channels, kernel_size=1))
+        kind = ProjectThenInterpolate if settings.project_first else nn.Sequential
+        return kind(settings.interpolation(), Block(settings, inner, channels, kernel_size=1))
     return Block(settings, inner, channels, kernel_size=2, stride=2, conv=nn.ConvTranspose2d)
 
 
@@ -129,14 +131,17 @@ class UResNet(nn.Module):
     `per_plane_batch_norm=False` normalises all planes together in training
     (not upstream's semantics; eval mode is the same either way).
     `pointwise_upsampling=True` interpolates with `Bilinear2x` (the same
-    function, a backward that compiles better).
+    function, a backward that compiles better). `project_first=True` runs
+    each interpolation's 1x1 convolution before it (`ProjectThenInterpolate`:
+    the same function, less work).
     """
 
-    def __init__(self, network: Any, per_plane_batch_norm: bool = True, pointwise_upsampling: bool = False):
+    def __init__(self, network: Any, per_plane_batch_norm: bool = True, pointwise_upsampling: bool = False,
+                 project_first: bool = False):
         super().__init__()
         filters = network.n_initial_filters
         norm = partial(PlaneBatchNorm2d, planes=PLANES, per_plane=per_plane_batch_norm) if network.batch_norm else None
-        settings = ConvSettings(bias=network.bias, norm=norm,
+        settings = ConvSettings(bias=network.bias, norm=norm, project_first=project_first,
                                 interpolation=Bilinear2x if pointwise_upsampling else torch_bilinear2x)
         self.initial_convolution = Block(settings, 1, filters, kernel_size=5)
         self.net_core = build_core(network, settings, network.network_depth, filters)
