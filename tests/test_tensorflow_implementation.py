@@ -120,8 +120,11 @@ def test_one_step_equals_torch(batch_norm, mode):
     got = float(impl.fetch(impl.accumulate(sample, 1.0).loss))
     np.testing.assert_allclose(got, want, rtol=1e-5)
     # Adam's first update is about lr x sign(gradient): the gradients themselves are compared first.
+    # TensorFlow's float32 batch-norm gradient over the 3D model's [B, C, 3, H, W] sums is 1.3e-3 of its scale
+    # from a float64 reference for one bias of the tiny network (torch's: 3.7e-5): rounding, allowed twice over.
+    tolerance = 2.5e-3 if (mode, batch_norm) == ("3D", "true") else 1e-3
     assert_close_gradients(accumulated_gradients(impl),
-                           {name: p.grad.numpy() for name, p in reference.model.named_parameters()})
+                           {name: p.grad.numpy() for name, p in reference.model.named_parameters()}, tolerance)
     reference.apply_update(1e-3)
     impl.apply_update(1e-3)
     expected = reference.model.state_dict()
