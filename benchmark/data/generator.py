@@ -1,7 +1,7 @@
 """Physics-inspired SBND events: cosmic rays and a neutrino interaction in a
 3D detector, drifted and projected consistently onto the three wire planes.
 
-The real sample (5 events, ../shared/data/cosmic_tagging_light.h5 beside the repository) shows
+The real sample (5 events, tests/data/cosmic_tagging_light.h5, shipped with the repository) shows
 how the images are laid out, and this generator follows it:
 
 * Rows are drift time. SBND has two 2 m drift volumes either side of a
