@@ -189,12 +189,15 @@ def torch_bilinear2x() -> nn.Module:
 @dataclass(frozen=True)
 class ConvSettings:
     """What every layer of one network shares: conv bias, normalisation, the 2x interpolation (and whether an
-    interpolation's 1x1 projection runs before it, see `ProjectThenInterpolate`)."""
+    interpolation's 1x1 projection runs before it, see `ProjectThenInterpolate`), and whether activations
+    overwrite their input (the same values; a block's pre-activation is needed by no backward, so training may
+    do it too, and the largest tensors of a step are not allocated twice)."""
 
     bias: bool
     norm: Optional[NormFactory]  # called with the channel count; None: no normalisation
     interpolation: Callable[[], nn.Module] = torch_bilinear2x
     project_first: bool = False
+    inplace_activation: bool = False
 
 
 Activation = Optional[Callable[[torch.Tensor], torch.Tensor]]
@@ -228,12 +231,21 @@ class Block(nn.Module):
         self.conv = conv(inplanes, outplanes, kernel_size, stride=stride, padding=padding, bias=settings.bias)
         self.norm = settings.norm(outplanes) if settings.norm is not None else None
         self.activation = activation
+        self.inplace = settings.inplace_activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
         if self.norm is not None:
             x = self.norm(x)
-        return self.activation(x) if self.activation is not None else x
+        return activate(self.activation, x, self.inplace)
+
+
+def activate(activation: Activation, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """`activation(x)`, overwriting x if `inplace` (x must then be an intermediate no backward reads: a
+    convolution's or a batch norm's output, or a sum)."""
+    if activation is None:
+        return x
+    return activation(x, inplace=True) if inplace else activation(x)
 
 
 class ProjectThenInterpolate(nn.Sequential):
@@ -252,7 +264,7 @@ class ProjectThenInterpolate(nn.Sequential):
         x = interpolation(block.conv(x))
         if block.norm is not None:
             x = block.norm(x)
-        return block.activation(x) if block.activation is not None else x
+        return activate(block.activation, x, block.inplace)
 
 
 class ResidualBlock(nn.Module):
@@ -265,9 +277,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.conv1 = block(settings, channels, channels, kernel_size, **options)
         self.conv2 = block(settings, channels, channels, kernel_size, activation=None, **options)
+        self.inplace = settings.inplace_activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return leaky_relu(self.conv2(self.conv1(x)) + x)
+        return activate(leaky_relu, self.conv2(self.conv1(x)) + x, self.inplace)
 
 
 class BlockSeries(nn.Sequential):

@@ -8,8 +8,11 @@ full-resolution activations three times upstream's per-plane ones, past that
 threshold (a21 at 640x1024: 63 MB against 21 MB), and every op writing one
 paid it: on the 2-core machine one thread's leaky ReLU over such a tensor
 took 114 ms instead of 10, three per-plane ones 16 ms. Served from the heap,
-which is never trimmed, a freed tensor's pages become the next one's. The
-process keeps its peak memory until it ends, as a caching allocator would.
+which is never trimmed, a freed tensor's pages become the next one's: the
+reference's a21 step at 640x1024 took 2.5-2.9 s instead of 3.5-4.1 (3.7-3.9
+with torch's THP_MEM_ALLOC_ENABLE, whose huge pages still come zeroed). The
+process keeps its peak memory until it ends, as a caching allocator would
+(2.5 GiB there, flat over 30 steps and with evaluations between them).
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class TorchDense2D(Implementation):
         parallel = parallel or SINGLE
         self.device = select_device(cfg.run.compute_mode, parallel.local_rank)
         if self.device.type == "cpu":
-            keep_freed_host_memory()  # the folded batch's large activations, without a page fault per 4 KiB
+            keep_freed_host_memory()  # the folded batch's large activations, without page faults and zeroing
         self.threads = set_threads(cfg.framework.intra_op_parallelism_threads, cfg.framework.inter_op_parallelism_threads,
                                    parallel.cores)
         if self.device.type == "cuda":

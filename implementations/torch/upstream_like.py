@@ -59,7 +59,7 @@ class PlaneByPlaneUResNet(UResNet):
     """The reference UResNet's modules and weights, applied plane by plane as upstream does."""
 
     def __init__(self, network: Any):
-        super().__init__(network)
+        super().__init__(network, inplace_activation=False)  # upstream's activations write new tensors
         _plain_batch_norms(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
