@@ -22,8 +22,9 @@ forward pass, read in the backward pass; 2 bytes each under bfloat16 or
 mixed autocast, 4 otherwise), i.e. an upper bound for the
 unfused graph. The bandwidth is measured with a large copy (or given with
 `--bandwidth`). The input pipeline's images/s at the same resolution and
-batch is printed too, so that a data bottleneck shows (synthetic events made
-by `data.workers` worker processes, as in the `throughput` benchmark;
+batch is printed too, so that a data bottleneck shows (the `throughput`
+benchmark's source: synthetic events from the pool made, untimed, when it is
+opened, gathered by `data.workers` worker processes;
 `data.worker_processes=false` measures threads). `--max-batch GIB`
 searches the largest batch whose training fits GIB of device memory, each
 trial in a fresh process (an out-of-memory trial cannot harm the next, and
@@ -53,7 +54,7 @@ from benchmark.config.validate import check_image_shape
 from benchmark.data.pipeline import load_batch
 from benchmark.data.sampler import EpochSampler
 from benchmark.data.synthetic import SBND_SHAPE, SyntheticSource
-from benchmark.datasets import open_loader
+from benchmark.datasets import open_loader, open_source
 from benchmark.errors import BenchmarkError, ConfigError
 
 PATHS = {"reference": "framework.optimized=false", "optimized": "framework.optimized=true",
@@ -87,7 +88,7 @@ def activation_scale(precision: str) -> float:
 
 def _configuration(args, path: str, batch: int):
     tokens = ["run.id=perf", f"network={args.network}", f"data.downsample={args.downsample}", "data.synthetic=true",
-              f"data.synthetic_events={EVENTS}", "data.seed=1", "run.seed=1", f"run.minibatch_size={batch}",
+              f"data.synthetic_events={max(EVENTS, batch)}", "data.seed=1", "run.seed=1", f"run.minibatch_size={batch}",
               f"run.precision={args.precision}", "mode.optimizer.lr_schedule=flat", PATHS[path],
               "data.worker_processes=true", *args.settings]  # processes: the throughput benchmark's default
     return config.load(tokens)
@@ -136,7 +137,7 @@ def measure(args, path: str, bandwidth_gb_s: float) -> Figures:
     impl.reset_peak_memory()
     seconds = _train_steps(impl, batches, args.steps)
     rate = args.steps * args.batch / seconds
-    peak, measured = impl.peak_memory_bytes(), impl.device_description().startswith("cuda")
+    peak, measured = impl.peak_memory_bytes(), impl.uses_accelerator()
     print(f"{path}: {rate:.2f} images/s", flush=True)
     if args.profile:
         _profile(impl, batches, os.path.join(args.profile, path))
@@ -163,10 +164,11 @@ def _profile(impl, batches, directory: str, steps: int = 3, rows: int = 25) -> N
 
 
 def input_pipeline_rate(args, steps: int) -> Tuple[float, str]:
-    """Images/s that the loader delivers at this resolution and batch (synthetic events, the run's data
-    workers), and who made them."""
+    """Images/s that the loader delivers at this resolution and batch, and who made them: the source the
+    throughput benchmark reads (synthetic events drawn from the pool made when it is opened, untimed, as in
+    staging) through the run's data workers."""
     cfg = _configuration(args, "reference", args.batch)
-    source = SyntheticSource(max(EVENTS, args.batch), seed=1)
+    source = open_source(cfg, "file")
     sampler = EpochSampler(len(source), args.batch, seed=1)
     warmup = 4  # worker processes start slowly: over 10 batches after the first they showed half their pace
     with open_loader(cfg, source, sampler) as loader:
