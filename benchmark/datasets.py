@@ -27,7 +27,17 @@ _STREAMS = {"file": 0, "aux_file": 1}
 
 
 def open_source(cfg: DictConfig, which: str) -> EventSource:
-    """`which` is "file" (training, or what inference evaluates) or "aux_file" (validation)."""
+    """`which` is "file" (training, or what inference evaluates) or "aux_file" (validation: its first
+    `data.aux_events` events when that is set)."""
+    source = _open_whole(cfg, which)
+    if which == "aux_file" and cfg.data.aux_events:
+        from benchmark.data.subset import FirstEvents
+
+        return FirstEvents(source, cfg.data.aux_events)
+    return source
+
+
+def _open_whole(cfg: DictConfig, which: str) -> EventSource:
     if cfg.data.synthetic:
         from benchmark.data.synthetic import SyntheticSource
 

@@ -58,10 +58,16 @@ def log_hyperparameters(mlog: MLPerfLog, cfg: DictConfig, parallel: Parallel, ac
     mlog.event("gradient_accumulation_frequency", accumulation)
     mlog.event(C.OPT_NAME, optimizer.name.value)
     mlog.event(C.OPT_BASE_LR, float(optimizer.learning_rate))
-    reference = optimizer.lr_schedule.value == "reference"
-    mlog.event("opt_learning_rate_schedule", optimizer.lr_schedule.value)
-    mlog.event(C.OPT_LR_WARMUP_EPOCHS, REFERENCE.warmup_epochs if reference else 0.0)
-    mlog.event("opt_learning_rate_warmup_initial", REFERENCE.floor if reference else float(optimizer.learning_rate))
+    schedule = optimizer.lr_schedule.value
+    reference, cosine = schedule == "reference", schedule == "warmup_cosine"
+    mlog.event("opt_learning_rate_schedule", schedule)
+    warmup = REFERENCE.warmup_epochs if reference else float(optimizer.warmup_epochs) if cosine else 0.0
+    initial = REFERENCE.floor if reference else 0.0 if cosine else float(optimizer.learning_rate)
+    mlog.event(C.OPT_LR_WARMUP_EPOCHS, warmup)
+    mlog.event("opt_learning_rate_warmup_initial", initial)
+    if cosine:
+        mlog.event("opt_learning_rate_decay_end_epoch", float(optimizer.decay_end_epoch))
+        mlog.event("opt_learning_rate_end", float(optimizer.learning_rate) * float(optimizer.final_lr_fraction))
     if reference:
         mlog.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, [REFERENCE.decay_start_epoch])
         mlog.event("opt_learning_rate_decay_rate", REFERENCE.decay_rate)

@@ -10,6 +10,13 @@ epoch = step * images_per_step / train_events.
   learning_rate over epoch [0, 1), flat over [1, 21), then from epoch 21
   (learning_rate - 1e-4) * exp(-0.999 * (epoch - 21)) + 1e-4, a decay towards
   the 1e-4 floor. The three pieces join continuously.
+* `warmup_cosine` (as MLPerf HPC's references schedule): a linear warm-up
+  from 0 to learning_rate over `warmup_epochs` (step s trains at the rate of
+  the epoch where it ends, so no step trains at 0), then a half cosine from
+  learning_rate down to `final_lr_fraction` x learning_rate at
+  `decay_end_epoch`, constant after. Decaying to a fixed epoch makes every
+  seed approach the same quality at the same time, which narrows the spread
+  of epochs to a target.
 """
 from __future__ import annotations
 
@@ -55,5 +62,18 @@ def learning_rate(step: int, optimizer_cfg, images_per_step: int, train_events: 
     schedule = LRSchedule(optimizer_cfg.lr_schedule)
     if schedule is LRSchedule.flat:
         return peak
+    if schedule is LRSchedule.warmup_cosine:
+        return _warmup_cosine_rate((step + 1) * images_per_step / train_events, peak, optimizer_cfg)
     epoch = step * images_per_step / train_events
     return _reference_rate(epoch, peak, constants)
+
+
+def _warmup_cosine_rate(epoch: float, peak: float, optimizer_cfg) -> float:
+    warmup, end = float(optimizer_cfg.warmup_epochs), float(optimizer_cfg.decay_end_epoch)
+    final = peak * float(optimizer_cfg.final_lr_fraction)
+    if epoch < warmup:
+        return peak * epoch / warmup
+    if epoch >= end:
+        return final
+    progress = (epoch - warmup) / (end - warmup)
+    return final + (peak - final) * 0.5 * (1.0 + math.cos(math.pi * progress))

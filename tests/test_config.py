@@ -147,6 +147,11 @@ def test_run_id_keeps_its_text():
         (["run.id=x", "run.distributed_port=70000"], "run.distributed_port=70000 is out of range"),
         (["run.id=x", "run.distributed_timeout=0"], "run.distributed_timeout=0 is out of range"),
         (["run.id=x", "network.filter_size_deepest=4"], "network.filter_size_deepest=4 must be odd"),
+        (["run.id=x", "mode.optimizer.warmup_epochs=-1"], "mode.optimizer.warmup_epochs=-1.0 is out of range"),
+        (["run.id=x", "mode.optimizer.warmup_epochs=2", "mode.optimizer.decay_end_epoch=2"],
+         "mode.optimizer.decay_end_epoch=2.0 must be greater than mode.optimizer.warmup_epochs=2.0"),
+        (["run.id=x", "mode.optimizer.final_lr_fraction=1.5"], "mode.optimizer.final_lr_fraction=1.5 is out of range"),
+        (["run.id=x", "data.aux_events=-3"], "data.aux_events=-3 is out of range"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(tokens, fragment):

@@ -1,4 +1,5 @@
 """Data path: downsampling, synthetic events, samplers and the prefetching loader."""
+import os
 import threading
 
 import numpy as np
@@ -316,3 +317,24 @@ def test_stage_times_are_reported():
         for step in range(3):
             loader.get(step)
     assert {"read and decode", "downsample", "assemble"} <= set(loader.times.seconds)
+
+
+def test_validation_subset_is_the_first_events_of_the_file():
+    from benchmark import config
+    from benchmark.datasets import open_source
+    from tests.tiny import require_sample
+
+    sample = require_sample()
+    tokens = ["run.id=x", f"data.data_directory={os.path.dirname(sample)}", f"data.aux_file={os.path.basename(sample)}",
+              f"data.file={os.path.basename(sample)}"]
+    whole = open_source(config.load(tokens), "aux_file")
+    subset = open_source(config.load(tokens + ["data.aux_events=3"]), "aux_file")
+    assert len(whole) == 5 and len(subset) == 3
+    for entry in range(3):
+        for mine, theirs in zip(subset.read(entry).index + subset.read(entry).label, whole.read(entry).index + whole.read(entry).label):
+            np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(IndexError):
+        subset.read(3)
+    assert len(open_source(config.load(tokens + ["data.aux_events=3"]), "file")) == 5  # training reads every event
+    with pytest.raises(DataError, match=r"data.aux_events=6: .*cosmic_tagging_light.h5 holds 5 events, so it must be between 1 and 5"):
+        open_source(config.load(tokens + ["data.aux_events=6"]), "aux_file")

@@ -352,3 +352,35 @@ def test_schedule_accepts_omegaconf_and_strings():
     assert learning_rate(50, cfg, IMAGES, EVENTS) == PEAK
     with pytest.raises(ValueError):
         learning_rate(1, cfg, IMAGES, 0)
+
+
+def cosine(step, warmup=0.5, end=4.0, final=0.01, peak=PEAK):
+    cfg = OptimizerConfig(learning_rate=peak, lr_schedule=LRSchedule.warmup_cosine, warmup_epochs=warmup,
+                          decay_end_epoch=end, final_lr_fraction=final)
+    return learning_rate(step, cfg, IMAGES, EVENTS)
+
+
+def test_warmup_cosine_warms_up_linearly_from_the_first_step():
+    # step s trains at the rate of the epoch where it ends: (s + 1) / 100 epochs, warm-up over 0.5 epochs
+    assert cosine(0) == pytest.approx(PEAK * 0.01 / 0.5)
+    assert cosine(24) == pytest.approx(PEAK * 0.5)
+    assert cosine(49) == pytest.approx(PEAK)
+    warmup = [cosine(s) for s in range(50)]
+    assert all(0 < a < b for a, b in zip(warmup, warmup[1:]))
+
+
+def test_warmup_cosine_decays_to_its_final_fraction_and_stays():
+    final = PEAK * 0.01
+    assert cosine(224) == pytest.approx(final + (PEAK - final) * 0.5)  # epoch 2.25: half way from 0.5 to 4.0
+    assert cosine(119) == pytest.approx(final + (PEAK - final) * 0.5 * (1 + math.cos(math.pi * 0.2)))  # epoch 1.2
+    decay = [cosine(s) for s in range(49, 400)]
+    assert all(a > b for a, b in zip(decay, decay[1:]))
+    assert [cosine(s) for s in (399, 400, 1000, 10 ** 6)] == pytest.approx([final] * 4)
+    assert cosine(10 ** 6, final=0.0) == 0.0
+
+
+def test_warmup_cosine_without_warmup_starts_decaying_at_once():
+    final = PEAK * 0.01
+    expected = final + (PEAK - final) * 0.5 * (1 + math.cos(math.pi * 0.01 / 4.0))  # step 0 ends at epoch 0.01
+    assert cosine(0, warmup=0.0) == pytest.approx(expected)
+    assert final < cosine(0, warmup=0.0) < PEAK

@@ -69,6 +69,7 @@ class LossBalanceScheme(enum.Enum):
 class LRSchedule(enum.Enum):
     reference = "reference"
     flat = "flat"
+    warmup_cosine = "warmup_cosine"
 
 
 class Connection(enum.Enum):
@@ -123,6 +124,7 @@ class DataConfig:
     workers: int = field(default=2, metadata=_doc("background workers preparing batches ahead (threads; see worker_processes)"))
     worker_processes: bool = field(default=False, metadata=_doc("workers are processes: parallel HDF5 reads, but batches are pickled (a synthetic pool is gathered by threads)"))
     synthetic_events: int = field(default=0, metadata=_doc("events per synthetic split (0: the real dataset's 43,075 training / 7,362 validation)"))
+    aux_events: int = field(default=0, metadata=_doc("validate on the first this many events of data.aux_file (0: all), a fixed subset"))
     synthetic_pool: int = field(default=512, metadata=_doc("synthetic events per split made once, before run_start, at the run's resolution and cycled (entry e is pool event e mod N), so a batch costs a gather and the input side outpaces any accelerator; 0: every event made when read (all distinct)"))
 
 
@@ -144,7 +146,10 @@ class OptimizerConfig:
     learning_rate: float = field(default=0.0003, metadata=_doc("peak learning rate"))
     loss_balance_scheme: LossBalanceScheme = field(default=LossBalanceScheme.light, metadata=_doc("per-pixel loss weights"))
     name: OptimizerKind = field(default=OptimizerKind.adam, metadata=_doc("optimizer"))
-    lr_schedule: LRSchedule = field(default=LRSchedule.reference, metadata=_doc("reference: linear warm-up over epoch 0, flat to epoch 21, then exponential decay; flat: constant"))
+    lr_schedule: LRSchedule = field(default=LRSchedule.reference, metadata=_doc("reference: linear warm-up over epoch 0, flat to epoch 21, then exponential decay; flat: constant; warmup_cosine: linear warm-up over warmup_epochs, then a cosine down to final_lr_fraction x learning_rate at decay_end_epoch, constant after"))
+    warmup_epochs: float = field(default=0.5, metadata=_doc("lr_schedule=warmup_cosine: epochs of linear warm-up from 0 to learning_rate"))
+    decay_end_epoch: float = field(default=4.0, metadata=_doc("lr_schedule=warmup_cosine: epoch where the cosine decay ends (> warmup_epochs)"))
+    final_lr_fraction: float = field(default=0.01, metadata=_doc("lr_schedule=warmup_cosine: the rate at and after decay_end_epoch, as a fraction of learning_rate (0 to 1)"))
 
 
 @dataclass

@@ -27,6 +27,7 @@ _MINIMA = (
     ("data.seed", 0),
     ("data.synthetic_events", 0),
     ("data.synthetic_pool", 0),
+    ("data.aux_events", 0),
     ("data.max_voxels", 0),
     ("data.workers", 1),
     ("framework.inter_op_parallelism_threads", 0),
@@ -58,6 +59,15 @@ def check_values(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value} is out of range: it must be >= {low}")
     if cfg.mode.optimizer.learning_rate <= 0:
         raise ConfigError(f"mode.optimizer.learning_rate={cfg.mode.optimizer.learning_rate} is out of range: it must be > 0")
+    optimizer = cfg.mode.optimizer
+    if optimizer.warmup_epochs < 0:
+        raise ConfigError(f"mode.optimizer.warmup_epochs={optimizer.warmup_epochs} is out of range: it must be >= 0")
+    if optimizer.decay_end_epoch <= optimizer.warmup_epochs:
+        raise ConfigError(f"mode.optimizer.decay_end_epoch={optimizer.decay_end_epoch} must be greater than "
+                          f"mode.optimizer.warmup_epochs={optimizer.warmup_epochs}")
+    if not 0 <= optimizer.final_lr_fraction <= 1:
+        raise ConfigError(f"mode.optimizer.final_lr_fraction={optimizer.final_lr_fraction} is out of range: it must be "
+                          f"between 0 and 1")
     if cfg.network.filter_size_deepest % 2 == 0:
         raise ConfigError(f"network.filter_size_deepest={cfg.network.filter_size_deepest} must be odd (the deepest convolutions keep the size)")
     if cfg.data.downsample > 8:
