@@ -140,10 +140,10 @@ def _write_all(fd: int, path: str, data: bytes) -> None:
 
 def _last_index(folder: str) -> int:
     """The highest result index in a folder (0 if none): new runs go after it, so index order is run order."""
-    return max((i for i, _ in _result_files(folder)), default=0)
+    return max((i for i, _ in result_files(folder)), default=0)
 
 
-def _result_files(folder: str) -> List[Tuple[int, str]]:
+def result_files(folder: str) -> List[Tuple[int, str]]:
     """(index, path) of a folder's result files, in index order."""
     found = []
     for name in os.listdir(folder):
@@ -174,6 +174,10 @@ class RunRecord:
     ranks: Optional[int] = None
     start_ms: Optional[float] = None  # run_start, since the epoch
     stop_ms: Optional[float] = None  # run_stop
+    # MLPerf's epochs to converge: the epoch_num of the last eval_accuracy before a successful run_stop (to 3 decimals)
+    epochs_to_converge: Optional[float] = None
+    precision: Optional[str] = None
+    hyperparameters: Dict[str, object] = field(default_factory=dict)  # opt_*, scheduler_*, batch size, accumulation
 
     @property
     def converged(self) -> bool:
@@ -189,7 +193,10 @@ _PLAIN_KEYS = {
     "seed": "seed",
     "global_batch_size": "global_batch_size",
     "number_of_ranks": "ranks",
+    "precision": "precision",
 }
+# Log keys that make up a run's hyperparameters (an RCP is one set of them per batch size).
+_HYPERPARAMETER = re.compile(r"^(opt_.*|scheduler_.*|global_batch_size|gradient_accumulation_frequency)$")
 
 
 def read_events(path: str) -> Iterator[dict]:
@@ -222,10 +229,13 @@ def parse_log(path: str) -> RunRecord:
     start_ms = stop_ms = None
     stop_status = None
     evals_ms = []
+    evals_before_stop = 0
     for event in read_events(path):
         key, value = event["key"], event.get("value")
         metadata = event.get("metadata") or {}
         # Several ranks may log the same key: the first one counts.
+        if _HYPERPARAMETER.match(key):
+            record.hyperparameters.setdefault(key, value)
         if key in _PLAIN_KEYS and getattr(record, _PLAIN_KEYS[key]) is None:
             setattr(record, _PLAIN_KEYS[key], value)
         elif key == "run_start" and start_ms is None:
@@ -233,6 +243,7 @@ def parse_log(path: str) -> RunRecord:
         elif key == "run_stop" and stop_ms is None:
             stop_ms = event["time_ms"]
             stop_status = str(metadata.get("status", "aborted")).lower()
+            evals_before_stop = len(evals_ms)
         elif key == "eval_accuracy":
             evals_ms.append((event["time_ms"], value, metadata.get("epoch_num")))
         elif key == "tracked_stats" and isinstance(value, dict) and "throughput" in value:
@@ -241,6 +252,9 @@ def parse_log(path: str) -> RunRecord:
     if start_ms is not None and stop_ms is not None:
         record.status = stop_status
         record.time_to_train_s = (stop_ms - start_ms) / 1000.0
+    last_epoch = evals_ms[evals_before_stop - 1][2] if evals_before_stop else None
+    if record.status == "success" and isinstance(last_epoch, (int, float)):
+        record.epochs_to_converge = round(last_epoch, 3)  # MLPerf rounds it so
     origin = start_ms if start_ms is not None else min((t for t, _, _ in evals_ms), default=0)
     record.evals = [((t - origin) / 60000.0, v, epoch) for t, v, epoch in evals_ms]
     return record
@@ -358,14 +372,17 @@ def score(system: str, benchmark: str, rules_version: Optional[str], implementat
     if not timed:
         row.status = "valid" if all(r.converged for r in records) else "invalid"
         return row
-    scored = records[:required]
-    if sum(not r.converged for r in scored) > 1:
-        row.status = "invalid"
-        return row
-    # A run that missed the target is the slowest, so it is always the one dropped at the top.
-    row.time_to_train_min = olympic_mean([r.time_to_train_s / 60.0 if r.converged else float("inf") for r in scored])
-    row.status = "valid"
+    row.time_to_train_min = time_to_train(records[:required])
+    row.status = "valid" if row.time_to_train_min is not None else "invalid"
     return row
+
+
+def time_to_train(records: Sequence[RunRecord]) -> Optional[float]:
+    """The olympic mean time-to-train of a submission's runs in minutes (None: two or more missed the target)."""
+    if sum(not r.converged for r in records) > 1:
+        return None
+    # A run that missed the target is the slowest, so it is always the one dropped at the top.
+    return olympic_mean([r.time_to_train_s / 60.0 if r.converged else float("inf") for r in records])
 
 
 @dataclass
@@ -453,7 +470,7 @@ def _result_folders(root: str):
         parts = os.path.relpath(folder, root).split(os.sep)
         weak_job = len(parts) == 4 and re.match(r"^weak_\d+$", parts[3])
         if len(parts) == 3 or weak_job:
-            files = [path for _, path in _result_files(folder)]
+            files = [path for _, path in result_files(folder)]
             if files:
                 _check_benchmark(folder, parts[1])
                 if weak_job:
