@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Tuple
 
 from benchmark.config.schema import LRSchedule
 
@@ -77,3 +78,10 @@ def _warmup_cosine_rate(epoch: float, peak: float, optimizer_cfg) -> float:
         return final
     progress = (epoch - warmup) / (end - warmup)
     return final + (peak - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def cadence(epochs: float, eval_interval_epochs: float, steps_per_epoch: int) -> Tuple[int, int]:
+    """(steps to run, steps between evaluations) for `epochs` epochs evaluated every `eval_interval_epochs`:
+    the steps rounded up, the interval to the nearest step (at least one)."""
+    every = max(int(round(eval_interval_epochs * steps_per_epoch)), 1)
+    return int(math.ceil(epochs * steps_per_epoch)), every

@@ -14,7 +14,6 @@ harness's own one line before any folder is made or any run started.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -172,14 +171,14 @@ class StudyPlan:
 
 def explore_steps(cfg: DictConfig, epochs: float, eval_every: float) -> Dict[str, int]:
     """run.iterations and run.aux_iterations for `epochs` epochs with an evaluation every `eval_every` epochs,
-    rounded as a benchmark run rounds its cadence (benchmark.modes.train.Trainer._cadence)."""
+    rounded as a benchmark run rounds its cadence."""
     from benchmark.data.sampler import EpochSampler
+    from benchmark.schedule import cadence
 
     accumulation = cfg.mode.optimizer.gradient_accumulation
     batches = EpochSampler(training_events(cfg), cfg.run.minibatch_size, seed=1).batches_per_epoch
-    steps_per_epoch = max(batches // accumulation, 1)
-    every = max(int(round(eval_every * steps_per_epoch)), 1)
-    return {"run.iterations": int(math.ceil(epochs * steps_per_epoch)), "run.aux_iterations": every}
+    steps, every = cadence(epochs, eval_every, max(batches // accumulation, 1))
+    return {"run.iterations": steps, "run.aux_iterations": every}
 
 
 def training_events(cfg: DictConfig) -> int:

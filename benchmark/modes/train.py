@@ -15,7 +15,6 @@ interruption would vanish from time-to-train.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from typing import Dict, List, Optional
@@ -37,7 +36,7 @@ from benchmark.output import MetricsCSV
 from benchmark.profiling import FlameGraph
 from benchmark.reporting import Progress, metric_line
 from benchmark.rules import get_benchmark
-from benchmark.schedule import learning_rate
+from benchmark.schedule import cadence, learning_rate
 from benchmark.session import Session, resolve_seeds, start
 from benchmark.throughput import SKIPPED_ITERATIONS, Throughput
 from benchmark.parallel.context import SINGLE, Parallel
@@ -86,8 +85,7 @@ class Trainer:
         """(steps to run, steps between validations): the definition's, in epochs, or the configuration's."""
         if self.target is None:
             return self.cfg.run.iterations, self.cfg.run.aux_iterations
-        every = max(int(round(self.definition.eval_interval_epochs * self.steps_per_epoch)), 1)
-        return int(math.ceil(self.definition.max_epochs * self.steps_per_epoch)), every
+        return cadence(self.definition.max_epochs, self.definition.eval_interval_epochs, self.steps_per_epoch)
 
     def close(self) -> None:
         self.loader.close()
