@@ -17,6 +17,9 @@ benchmark's current one, or that the official compliance checker fails.
 are scored, the others are listed with their reason and make their entry
 invalid. Entries are (system, benchmark, rules version, implementation):
 runs under different versions of a definition are never scored together.
+A valid timed entry is also held to its benchmark's reference convergence
+points (`benchmark.rcp`), which give its normalised score; `<root>/rcp/`
+holds reference runs' logs, not results, and is passed over.
 
 A time-to-train score is the olympic mean of the first N runs (N from the
 benchmark definition): the fastest and slowest are dropped and the rest
@@ -37,15 +40,20 @@ import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from benchmark.compliance.checker import check
 from benchmark.errors import BenchmarkError
+from benchmark.plots import plot_metrics, plot_throughput
 from benchmark.rules import get_benchmark
+
+if TYPE_CHECKING:
+    from benchmark.rcp.check import Outcome
 
 TOKEN = ":::MLLOG "
 RESULT_FILE = re.compile(r"^result_(\d+)\.txt$")
 DEFAULT_ROOT = "results"
+REFERENCE_RUNS = "rcp"  # <root>/rcp/ keeps the logs RCP files are built from; summarize passes it over
 
 
 # ---------------------------------------------------------------- storing
@@ -170,6 +178,7 @@ class RunRecord:
     time_to_train_s: Optional[float] = None
     images_per_second: Optional[float] = None
     evals: List[Tuple[float, float, Optional[float]]] = field(default_factory=list)  # (minutes, mIoU, epoch)
+    eval_metrics: List[Dict[str, float]] = field(default_factory=list)  # per evaluation: the target's metrics
     global_batch_size: Optional[int] = None
     ranks: Optional[int] = None
     start_ms: Optional[float] = None  # run_start, since the epoch
@@ -195,6 +204,8 @@ _PLAIN_KEYS = {
     "number_of_ranks": "ranks",
     "precision": "precision",
 }
+# eval_accuracy metadata: the metrics a target is made of (named as the Target fields).
+TARGET_METRICS = ("cosmic_iou", "neutrino_iou", "non_bkg_accuracy")
 # Log keys that make up a run's hyperparameters (an RCP is one set of them per batch size).
 _HYPERPARAMETER = re.compile(r"^(opt_.*|scheduler_.*|global_batch_size|gradient_accumulation_frequency)$")
 
@@ -246,6 +257,8 @@ def parse_log(path: str) -> RunRecord:
             evals_before_stop = len(evals_ms)
         elif key == "eval_accuracy":
             evals_ms.append((event["time_ms"], value, metadata.get("epoch_num")))
+            record.eval_metrics.append({name: metadata[name] for name in TARGET_METRICS
+                                        if isinstance(metadata.get(name), (int, float))})
         elif key == "tracked_stats" and isinstance(value, dict) and "throughput" in value:
             record.images_per_second = value["throughput"]  # the last one is the steady state
     record.start_ms, record.stop_ms = start_ms, stop_ms
@@ -331,6 +344,17 @@ class SummaryRow:
     status: str  # valid, incomplete, invalid
     timed: bool  # whether the benchmark is scored by time to train
     rejected: List[Examined] = field(default_factory=list)  # logs filed here that are no compliant result
+    # Over the compliant runs that reached the target (None: fewer than two):
+    time_cv: Optional[float] = None  # stdev / mean of time to train (sample stdev)
+    epochs_cv: Optional[float] = None  # and of epochs to converge
+    rcp: Optional["Outcome"] = None  # the RCP check of a valid timed entry (None: not checked)
+
+    def rcp_text(self) -> str:
+        return "-" if self.rcp is None else self.rcp.status
+
+    def normalised_text(self) -> str:
+        """The score a passing RCP check gives: time to train scaled by RCP mean / submission mean, if faster."""
+        return "-" if self.rcp is None or self.rcp.normalised_min is None else f"{self.rcp.normalised_min:.2f}"
 
     def time_to_train_text(self) -> str:
         if not self.timed:
@@ -342,6 +366,11 @@ class SummaryRow:
         if self.time_to_train_min is None:
             return "invalid"
         return f"{self.time_to_train_min:.2f}"
+
+
+def coefficient_of_variation(values: Sequence[float]) -> Optional[float]:
+    """Sample standard deviation / mean (None below two values)."""
+    return statistics.stdev(values) / statistics.fmean(values) if len(values) > 1 else None
 
 
 def olympic_mean(minutes: Sequence[float]) -> float:
@@ -364,6 +393,11 @@ def score(system: str, benchmark: str, rules_version: Optional[str], implementat
         time_to_train_min=None, images_per_second=statistics.median(rates) if rates else None,
         status="incomplete", timed=timed, rejected=list(rejected),
     )
+    if timed:
+        converged = [r for r in records if r.converged]
+        row.time_cv = coefficient_of_variation([r.time_to_train_s for r in converged])
+        row.epochs_cv = coefficient_of_variation([r.epochs_to_converge for r in converged
+                                                  if r.epochs_to_converge is not None])
     if rejected:
         row.status = "invalid"
         return row
@@ -374,7 +408,19 @@ def score(system: str, benchmark: str, rules_version: Optional[str], implementat
         return row
     row.time_to_train_min = time_to_train(records[:required])
     row.status = "valid" if row.time_to_train_min is not None else "invalid"
+    if row.status == "valid":
+        row.rcp = _rcp_check(benchmark, rules_version, records)
     return row
+
+
+def _rcp_check(benchmark: str, rules_version: str, records: Sequence[RunRecord]) -> "Outcome":
+    # Imported here: benchmark.rcp reads logs through this module.
+    from benchmark.rcp.check import FAIL, Outcome, check_runs
+
+    try:
+        return check_runs(benchmark, rules_version, records)
+    except BenchmarkError as exc:  # an RCP file that cannot be read fails the check; the summary goes on
+        return Outcome(FAIL, str(exc), rcp_file="")
 
 
 def time_to_train(records: Sequence[RunRecord]) -> Optional[float]:
@@ -468,6 +514,9 @@ def _result_folders(root: str):
     folders, jobs = [], []
     for folder, subfolders, _ in os.walk(root):
         parts = os.path.relpath(folder, root).split(os.sep)
+        if parts[0] == REFERENCE_RUNS:
+            subfolders.clear()  # reference runs, from which RCPs are built: no system's results
+            continue
         weak_job = len(parts) == 4 and re.match(r"^weak_\d+$", parts[3])
         if len(parts) == 3 or weak_job:
             files = [path for _, path in result_files(folder)]
@@ -507,7 +556,7 @@ def collect_weak(root: str) -> List[WeakScalingRow]:
 # ---------------------------------------------------------------- reports
 
 _COLUMNS = ("system", "benchmark", "rules version", "implementation", "runs", "converged", "not compliant",
-            "time to train (min)", "images/s (median)", "status")
+            "time to train (min)", "RCP", "normalised (min)", "CV time", "CV epochs", "images/s (median)", "status")
 
 
 def _version_text(version: Optional[str]) -> str:
@@ -520,9 +569,31 @@ def markdown_table(rows: Sequence[SummaryRow]) -> str:
         rate = f"{row.images_per_second:.2f}" if row.images_per_second is not None else "-"
         cells = (row.system, row.benchmark, _version_text(row.rules_version), row.implementation,
                  f"{row.runs} of {row.required}", str(row.converged), str(len(row.rejected)), row.time_to_train_text(),
-                 rate, row.status)
+                 row.rcp_text(), row.normalised_text(), _percent(row.time_cv), _percent(row.epochs_cv), rate,
+                 row.status)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _percent(fraction: Optional[float]) -> str:
+    return "-" if fraction is None else f"{100 * fraction:.1f} %"
+
+
+def rcp_list(rows: Sequence[SummaryRow]) -> str:
+    """One line per RCP check: the entry, its verdict and the numbers behind it."""
+    lines = []
+    for row in rows:
+        if row.rcp is None:
+            continue
+        verdict = row.rcp.verdict
+        numbers = ""
+        if verdict is not None and verdict.point is not None:
+            numbers = (f" (olympic mean {verdict.submission_mean:.3f} epochs at batch size {row.rcp.batch_size}; "
+                       f"{verdict.point.name}: mean {verdict.point.mean:.3f}, at least {verdict.point.min_epochs:.3f}"
+                       + (f"; normalisation factor {verdict.norm_factor:.4f}" if verdict.passed else "") + ")")
+        lines.append(f"- {row.system} / {row.benchmark} (rules {_version_text(row.rules_version)}) / "
+                     f"{row.implementation}: {row.rcp.status}: {row.rcp.reason}{numbers}\n")
+    return "".join(lines)
 
 
 def weak_scaling_table(rows: Sequence[WeakScalingRow]) -> str:
@@ -550,6 +621,9 @@ def rejected_list(results: Results) -> str:
 def report(results: Results) -> str:
     """The summary as printed, and as summary.md holds it under its title."""
     text = markdown_table(results.rows)
+    checks = rcp_list(results.rows)
+    if checks:
+        text += f"\n## RCP checks (`python -m benchmark.rcp check <folder>` prints each in full)\n\n{checks}"
     if results.weak:
         text += f"\n## Weak scaling\n\n{weak_scaling_table(results.weak)}"
     if results.rejected():
@@ -562,10 +636,14 @@ def write_csv(rows: Sequence[SummaryRow], path: str) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["system", "benchmark", "rules_version", "implementation", "runs", "runs_required", "converged",
-                         "not_compliant", "time_to_train_min", "images_per_second_median", "status"])
+                         "not_compliant", "time_to_train_min", "rcp", "normalised_time_to_train_min",
+                         "time_to_train_cv", "epochs_to_converge_cv", "images_per_second_median", "status"])
         for row in rows:
+            normalised = row.rcp.normalised_min if row.rcp is not None else None
             writer.writerow([row.system, row.benchmark, row.rules_version or "", row.implementation, row.runs,
                              row.required, row.converged, len(row.rejected), _blank_if_none(row.time_to_train_min),
+                             row.rcp.status if row.rcp is not None else "", _blank_if_none(normalised),
+                             _blank_if_none(row.time_cv), _blank_if_none(row.epochs_cv),
                              _blank_if_none(row.images_per_second), row.status])
 
 
@@ -573,70 +651,14 @@ def _blank_if_none(value: Optional[float]) -> str:
     return "" if value is None else repr(float(value))
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a compute node
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_accuracy(key: EntryKey, runs: Sequence[Examined], path: str) -> None:
-    """Validation mIoU against minutes since run_start, one line per run (those not compliant say so)."""
-    plt = _pyplot()
-    system, benchmark, version, implementation = key
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for item in runs:
-        record = item.record
-        minutes, values = [e[0] for e in record.evals], [e[1] for e in record.evals]
-        notes = ([] if record.converged else [record.status]) + (["not compliant"] if item.reason else [])
-        label = os.path.basename(record.path) + (f" ({', '.join(notes)})" if notes else "")
-        ax.plot(minutes, values, marker="o", markersize=3, label=label)
-    target = get_benchmark(benchmark).target
-    rules = f"rules {version}" if version is not None else "no rules version"
-    title = f"{system} / {benchmark} ({rules}) / {implementation}: validation mIoU"
-    ax.set_title(title + (f"\ntarget: {target.describe()}" if target else ""), fontsize=9)
-    ax.set_xlabel("minutes since run_start")
-    ax.set_ylabel("validation mIoU")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_throughput(rows: Sequence[SummaryRow], path: str) -> None:
-    """Median images/s of compliant runs: one group per benchmark and rules version, one bar per system and
-    implementation."""
-    plt = _pyplot()
-    rows = [r for r in rows if r.images_per_second is not None]
-    groups = sorted({(r.benchmark, _version_text(r.rules_version)) for r in rows})
-    series = sorted({(r.system, r.implementation) for r in rows})
-    rates = {(r.benchmark, _version_text(r.rules_version), r.system, r.implementation): r.images_per_second
-             for r in rows}
-    width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(min(16, max(6, 1.5 * len(groups) * len(series))), 4.5))
-    for i, (system, implementation) in enumerate(series):
-        positions = [g + i * width for g in range(len(groups))]
-        heights = [rates.get((*group, system, implementation), float("nan")) for group in groups]  # nan: no bar
-        ax.bar(positions, heights, width, label=f"{system} / {implementation}")
-    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], [f"{b} (rules {v})" for b, v in groups])
-    ax.set_ylabel("images/s (median over runs)")
-    ax.set_title("Training throughput")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-_PLOT_FILE = re.compile(r"^(accuracy_.*|throughput)\.png$")  # what summarize writes into plots/
+# What summarize writes into plots/ (accuracy_*: an earlier summary's, removed).
+_PLOT_FILE = re.compile(r"^(metrics_.*|accuracy_.*|throughput)\.png$")
 
 
 def _plot_name(key: EntryKey) -> str:
     system, benchmark, version, implementation = key
     tag = re.sub(r"[^A-Za-z0-9._-]", "_", f"rules{version}" if version is not None else "unversioned")
-    return f"accuracy_{system}_{benchmark}_{tag}_{implementation}.png"
+    return f"metrics_{system}_{benchmark}_{tag}_{implementation}.png"
 
 
 def write_reports(root: str) -> Tuple[Results, List[str]]:
@@ -650,10 +672,13 @@ def write_reports(root: str) -> Tuple[Results, List[str]]:
         write_csv(results.rows, written[1])
         plots = os.path.join(root, "plots")
         os.makedirs(plots, exist_ok=True)
+        rows = {(r.system, r.benchmark, r.rules_version, r.implementation): r for r in results.rows}
         for key, runs in results.runs.items():
             if any(item.record.evals for item in runs):
                 written.append(os.path.join(plots, _plot_name(key)))
-                plot_accuracy(key, runs, written[-1])
+                checked = rows[key].rcp
+                point = checked.verdict.point if checked is not None and checked.verdict is not None else None
+                plot_metrics(key, runs, point, written[-1])
         if any(r.images_per_second is not None for r in results.rows):
             written.append(os.path.join(plots, "throughput.png"))
             plot_throughput(results.rows, written[-1])

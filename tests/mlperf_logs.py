@@ -1,6 +1,6 @@
 """MLPerf logs for the tests: reading their events, writing them back, relabelling a tiny run's log as a run of a
 benchmark (a tiny run cannot follow a definition, and the ruleset or the results, not training, are under test), and
-writing a complete run's log from a few numbers (write_log)."""
+writing a complete run's log from a few numbers (write_log; converged_run and submission for epochs to converge)."""
 import json
 import os
 
@@ -105,3 +105,21 @@ def write_log(path, minutes=10.0, status="success", benchmark="mini", system="te
     with open(path, "w") as handle:
         handle.write("".join(prefix + line + "\n" for line in lines))
     return str(path)
+
+
+def converged_run(path, epochs, batch_size=8, benchmark="mini", seed=1, values=None, **options):
+    """A compliant run at `batch_size` whose last evaluation, at `epochs`, reaches the target (None: it never does,
+    and the run aborts); one minute per epoch, so time to train follows epochs."""
+    if epochs is None:
+        evals, status, minutes = ((2.0, 0.3, 2.0), (4.0, 0.4, 4.0)), "aborted", 4.1
+    else:
+        evals, status, minutes = ((epochs / 2, 0.3, epochs / 2), (epochs, 0.6, epochs)), "success", epochs + 0.1
+    return write_log(path, minutes=minutes, status=status, benchmark=benchmark, evals=evals, seed=seed,
+                     values={"global_batch_size": batch_size, "precision": "float32", **(values or {})}, **options)
+
+
+def submission(folder, epochs, batch_size=8, benchmark="mini", values=None, **options):
+    """result_1.txt ... of one submission in `folder` (a pathlib.Path), a converged_run per entry of `epochs`."""
+    for i, value in enumerate(epochs, start=1):
+        converged_run(folder / f"result_{i}.txt", value, batch_size, benchmark, seed=100 + i, values=values, **options)
+    return folder

@@ -16,29 +16,11 @@ from benchmark.rcp.files import load, rcp_path
 from benchmark.rcp.points import FULL, PRUNED, evaluate
 from benchmark.results import parse_log
 from benchmark.rules import CLOSED, MINI
-from mlperf_logs import write_log
+from mlperf_logs import converged_run, submission, write_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MLPERF_RCPS = os.path.join(os.path.dirname(rcp_checker.__file__), "hpc_3.0.0")
 N = MINI.runs  # runs per submission; the made-up RCPs have 2N per batch size, as MLPerf asks
-
-
-def run_log(path, epochs, batch_size=8, benchmark="mini", seed=1, values=None, **options):
-    """A compliant run at `batch_size` whose last evaluation, at `epochs`, reaches the target (None: it never does,
-    and the run aborts); one minute per epoch, so time to train follows epochs."""
-    if epochs is None:
-        evals, status, minutes = ((2.0, 0.3, 2.0), (4.0, 0.4, 4.0)), "aborted", 4.1
-    else:
-        evals, status, minutes = ((epochs / 2, 0.3, epochs / 2), (epochs, 0.6, epochs)), "success", epochs + 0.1
-    return write_log(path, minutes=minutes, status=status, benchmark=benchmark, evals=evals, seed=seed,
-                     values={"global_batch_size": batch_size, "precision": "float32", **(values or {})}, **options)
-
-
-def submission(folder, epochs, batch_size=8, benchmark="mini", values=None):
-    """result_1.txt ... of one submission, a run per entry of `epochs`."""
-    for i, value in enumerate(epochs, start=1):
-        run_log(folder / f"result_{i}.txt", value, batch_size, benchmark, seed=100 + i, values=values)
-    return folder
 
 
 def records(folder):
@@ -256,7 +238,7 @@ def test_check_command_prints_the_numbers_and_exits_0_only_when_it_passes(tmp_pa
 
 def test_check_command_fails_a_submission_with_a_log_that_is_not_compliant(tmp_path, mini_rcps, capsys):
     folder = submission(tmp_path / "s", [4.5] * N)
-    run_log(folder / "result_2.txt", 4.5, rules_version="0.9")
+    converged_run(folder / "result_2.txt", 4.5, rules_version="0.9")
     assert main(["check", str(folder), "--rcps", mini_rcps]) == 1
     out = capsys.readouterr().out
     assert (f"RCP check FAILED: 1 of {N} logs are no compliant result: {folder / 'result_2.txt'}: it ran under rules "
@@ -298,7 +280,8 @@ def test_check_command_bad_input_is_one_line_and_exit_2(tmp_path, mini_rcps):
 def reference_runs(folder, batch_size, epochs, **options):
     """Stored reference runs at one batch size, one per entry of `epochs`."""
     for i, value in enumerate(epochs, start=1):
-        run_log(folder / f"bs{batch_size}" / f"result_{i}.txt", value, batch_size, seed=batch_size * 100 + i, **options)
+        converged_run(folder / f"bs{batch_size}" / f"result_{i}.txt", value, batch_size, seed=batch_size * 100 + i,
+                      **options)
 
 
 def test_write_builds_the_rcp_file_from_logs_and_never_overwrites_silently(tmp_path, capsys):
@@ -336,9 +319,9 @@ def test_write_builds_the_rcp_file_from_logs_and_never_overwrites_silently(tmp_p
 def test_write_refuses_logs_that_are_no_reference_runs_and_writes_nothing(tmp_path, capsys):
     logs = tmp_path / "rcp"
     reference_runs(logs, 8, [4.5] * (2 * N))
-    old = run_log(logs / "bs8" / "result_2.txt", 4.5, seed=2, rules_version="0.9")
-    aborted = run_log(logs / "bs8" / "result_3.txt", None, seed=3)
-    other = run_log(logs / "bs8" / "result_4.txt", 4.5, seed=4, benchmark="closed")
+    old = converged_run(logs / "bs8" / "result_2.txt", 4.5, seed=2, rules_version="0.9")
+    aborted = converged_run(logs / "bs8" / "result_3.txt", None, seed=3)
+    other = converged_run(logs / "bs8" / "result_4.txt", 4.5, seed=4, benchmark="closed")
     out = tmp_path / "mini.json"
     assert main(["write", "--benchmark", "mini", "--out", str(out), str(logs)]) == 1
     err = capsys.readouterr().err.splitlines()
@@ -354,7 +337,7 @@ def test_write_refuses_too_few_runs_or_mixed_hyperparameters(tmp_path, capsys):
     logs = tmp_path / "rcp"
     reference_runs(logs, 8, [4.5] * (2 * N - 1))
     reference_runs(logs, 16, [6.0] * (2 * N))
-    changed = run_log(logs / "bs16" / "result_2.txt", 6.0, 16, seed=2, values={"opt_base_learning_rate": 0.002})
+    changed = converged_run(logs / "bs16" / "result_2.txt", 6.0, 16, seed=2, values={"opt_base_learning_rate": 0.002})
     out = tmp_path / "mini.json"
     assert main(["write", "--benchmark", "mini", "--out", str(out), str(logs)]) == 1
     first = logs / "bs16" / "result_1.txt"

@@ -1,19 +1,34 @@
 """Stored results and scoring, on synthetic MLPerf logs written here."""
 import csv
+import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 
+import matplotlib.pyplot
 import pytest
 
+import benchmark.rcp.files
 from benchmark.compliance.checker import check
 from benchmark.errors import BenchmarkError
+from benchmark.plots import metrics_figure, throughput_figure
 from benchmark.results import collect, main, olympic_mean, parse_log, store, store_weak, summarize
-from mlperf_logs import write_log
+from benchmark.rules import CLOSED, MINI
+from mlperf_logs import submission, write_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def rcp_dir(tmp_path_factory, monkeypatch):
+    """The folder summarize takes RCP files from: empty unless a test writes one (the repository's are not tested
+    here)."""
+    folder = tmp_path_factory.mktemp("rcps")
+    monkeypatch.setattr(benchmark.rcp.files, "RCP_DIR", str(folder))
+    return folder
 
 
 def write_runs(root, runs, benchmark="mini", system="testbox", implementation="torch-2D"):
@@ -251,9 +266,10 @@ def test_summarize_lists_every_log_that_is_no_compliant_result_and_invalidates_i
     write_log(folder / "result_6.txt", implementation="torch-3D", drop=("run_start",))
     assert main(["summarize", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| testbox | mini | 1.0 | torch-2D | 5 of 5 | 5 | 0 | 10.00 | 50.00 | valid |" in out
-    assert "| testbox | mini | 1.0 | torch-3D | 1 of 5 | 1 | 4 | invalid | 50.00 | invalid |" in out
-    assert "| testbox | mini | none | torch-3D | 0 of 5 | 0 | 1 | invalid | - | invalid |" in out  # as it logged
+    assert "| testbox | mini | 1.0 | torch-2D | 5 of 5 | 5 | 0 | 10.00 | no RCP | - | 0.0 % | 0.0 % | 50.00 | valid |" in out
+    assert "| testbox | mini | 1.0 | torch-3D | 1 of 5 | 1 | 4 | invalid | - | - | - | - | 50.00 | invalid |" in out
+    # as it logged
+    assert "| testbox | mini | none | torch-3D | 0 of 5 | 0 | 1 | invalid | - | - | - | - | - | invalid |" in out
     reasons = [  # entry by entry, as the table lists them
         "- `testbox/mini/torch-3D/result_3.txt`: it is a run of the 'closed' benchmark, not of 'mini'",
         "- `testbox/mini/torch-3D/result_4.txt`: its implementation is 'torch-2D', not 'torch-3D'",
@@ -325,9 +341,82 @@ def test_summarize_removes_the_plots_of_entries_that_are_gone(tmp_path):
     plots = tmp_path / "plots"
     plots.mkdir()
     (plots / "accuracy_testbox_mini_torch-2D.png").write_bytes(PNG_MAGIC)  # an earlier layout's
+    (plots / "accuracy_testbox_mini_rules1.0_torch-2D.png").write_bytes(PNG_MAGIC)  # and the one before
     (plots / "notes.txt").write_text("not summarize's")
     assert main(["summarize", str(tmp_path)]) == 0
-    assert sorted(os.listdir(plots)) == ["accuracy_testbox_mini_rules1.0_torch-2D.png", "notes.txt", "throughput.png"]
+    assert sorted(os.listdir(plots)) == ["metrics_testbox_mini_rules1.0_torch-2D.png", "notes.txt", "throughput.png"]
+
+
+# ---------------------------------------------------------------- summarize: RCP checks, spread, plots
+
+REFERENCE_EPOCHS = [4.0, 5.0] * 5  # the made-up mini RCP at batch size 8: olympic mean 4.5, stdev 0.5
+
+
+def write_mini_rcps(folder):
+    with open(folder / f"mini-{MINI.rules_version}.json", "w") as handle:
+        json.dump({"mini_ref_8": {"Benchmark": "mini", "BS": 8, "Hyperparams": {},
+                                  "Epochs to converge": REFERENCE_EPOCHS}}, handle)
+
+
+def test_summarize_holds_each_valid_entry_to_its_rcp_and_shows_the_spread(tmp_path, rcp_dir, capsys):
+    write_mini_rcps(rcp_dir)
+    entry = tmp_path / "testbox" / "mini"
+    submission(entry / "torch-2D", [4.0, 4.5, 4.0, 4.5, 5.0])  # olympic mean 4.333: faster, within the allowed
+    submission(entry / "torch-3D", [3.0] * 5, implementation="torch-3D")  # too fast
+    submission(tmp_path / "rcp" / "mini-1.0" / "bs8", REFERENCE_EPOCHS[:5])  # reference runs: not scored
+    assert main(["summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    # one minute per epoch and 0.1 to run_stop: time to train 4.43 (olympic), x 4.5 / 4.333 = 4.60;
+    # CV: sample stdev / mean of 4.1, 4.6, 4.1, 4.6, 5.1 minutes and of 4, 4.5, 4, 4.5, 5 epochs
+    assert "| testbox | mini | 1.0 | torch-2D | 5 of 5 | 5 | 0 | 4.43 | pass | 4.60 | 9.3 % | 9.5 % | 50.00 | valid |" in out
+    assert "| testbox | mini | 1.0 | torch-3D | 5 of 5 | 5 | 0 | 3.10 | fail | - | 0.0 % | 0.0 % | 50.00 | valid |" in out
+    assert out.count("| testbox |") == 2  # results/rcp/ holds no system's results
+    assert ("- testbox / mini (rules 1.0) / torch-2D: pass: RCP found (olympic mean 4.333 epochs at batch size 8; "
+            "mini_ref_8: mean 4.500, at least 3.880; normalisation factor 1.0385)\n") in out
+    assert ("- testbox / mini (rules 1.0) / torch-3D: fail: RCP found, but the submission converges faster than it "
+            "allows (olympic mean 3.000 epochs at batch size 8; mini_ref_8: mean 4.500, at least 3.880)\n") in out
+    with open(tmp_path / "summary.csv") as handle:
+        rows = {r["implementation"]: r for r in csv.DictReader(handle)}
+    assert (rows["torch-2D"]["rcp"], rows["torch-3D"]["rcp"]) == ("pass", "fail")
+    assert float(rows["torch-2D"]["normalised_time_to_train_min"]) == pytest.approx(
+        float(rows["torch-2D"]["time_to_train_min"]) * 4.5 / (13 / 3))
+    assert rows["torch-3D"]["normalised_time_to_train_min"] == ""
+    assert float(rows["torch-2D"]["time_to_train_cv"]) == pytest.approx(math.sqrt(0.7 / 4) / 4.5, rel=1e-4)
+    assert float(rows["torch-2D"]["epochs_to_converge_cv"]) == pytest.approx(math.sqrt(0.7 / 4) / 4.4)
+
+
+def test_the_metrics_plot_shows_each_target_metric_its_threshold_and_the_rcp_band(tmp_path, rcp_dir):
+    write_mini_rcps(rcp_dir)
+    submission(tmp_path / "testbox" / "mini" / "torch-2D", [4.0, 4.5, 4.0, 4.5, 5.0])
+    results = collect(str(tmp_path))
+    [(key, runs)] = results.runs.items()
+    point = results.rows[0].rcp.verdict.point
+    fig = metrics_figure(key, runs, point)
+    target = MINI.target
+    thresholds = (target.cosmic_iou, target.neutrino_iou, target.non_bkg_accuracy)
+    assert len(fig.axes) == 3
+    for ax, threshold in zip(fig.axes, thresholds):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert list(lines["the target's threshold"].get_ydata()) == [threshold, threshold]
+        assert ax.get_ylabel().endswith(f"(target >= {threshold})")
+        # result_5.txt: missed at epoch 2.5, reached at 5 (write_log logs each metric 0.01 under, then over)
+        assert list(lines["result_5.txt"].get_xdata()) == [2.5, 5.0]
+        assert list(lines["result_5.txt"].get_ydata()) == pytest.approx([threshold - 0.01, threshold + 0.01])
+        [band] = ax.patches
+        assert band.get_x() == pytest.approx(point.min_epochs) and band.get_x() + band.get_width() == pytest.approx(4.5)
+    matplotlib.pyplot.close(fig)
+
+
+def test_the_throughput_plot_has_a_log_scale(tmp_path):
+    write_log(tmp_path / "cpu" / "throughput" / "torch-2D" / "result_1.txt", benchmark="throughput", evals=(),
+              throughput=(5.0, 60.0))
+    write_log(tmp_path / "h200" / "throughput" / "torch-2D" / "result_1.txt", benchmark="throughput", evals=(),
+              throughput=(5.0, 6000.0))
+    fig = throughput_figure(summarize(str(tmp_path)))
+    [ax] = fig.axes
+    assert ax.get_yscale() == "log"
+    assert sorted(bar.get_height() for bar in ax.patches) == [60.0, 6000.0]
+    matplotlib.pyplot.close(fig)
 
 
 # ---------------------------------------------------------------- run_benchmark.sh stores compliant logs only
@@ -339,19 +428,21 @@ mkdir -p "$out" && cp "$FAKE_MLPERF_LOG" "$out/mlperf.log"
 """
 
 
-def run_benchmark_with_log(tmp_path, log):
-    """run_benchmark.sh for one throughput run whose 'training' writes `log`; its output folder is removed."""
+def run_benchmark_with_log(tmp_path, log, options=("--benchmark", "throughput")):
+    """run_benchmark.sh (one throughput run unless `options` say otherwise) whose 'training' writes `log`; the
+    runs' output folders are removed."""
     launcher = tmp_path / "fake_run.sh"
     launcher.write_text(FAKE_LAUNCHER)
     launcher.chmod(0o755)
     root = tmp_path / "results"
-    proc = subprocess.run(["bash", "run_benchmark.sh", "--system", "cpu-2core-debian12", "--benchmark", "throughput",
+    proc = subprocess.run(["bash", "run_benchmark.sh", "--system", "cpu-2core-debian12", *options,
                            "--results", str(root), "--launcher", str(launcher)],
                           cwd=ROOT, env=dict(os.environ, FAKE_MLPERF_LOG=str(log)), capture_output=True, text=True,
                           timeout=600)
-    out = [line.split("output ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("=== run 1 of 1")]
+    out = [line.split("output ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("=== run ")]
     assert out, proc.stdout + proc.stderr
-    shutil.rmtree(os.path.join(ROOT, out[0]))
+    for folder in out:
+        shutil.rmtree(os.path.join(ROOT, folder))
     stored = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, files in os.walk(root) for f in files
                     if f.startswith("result_"))
     return proc, stored
@@ -370,7 +461,27 @@ def test_run_benchmark_stores_a_compliant_log(tmp_path):
     proc, stored = run_benchmark_with_log(tmp_path, log)
     assert proc.returncode == 0, proc.stderr
     assert stored == [os.path.join("cpu-2core-debian12", "throughput", "torch-2D", "result_1.txt")]
-    assert "| cpu-2core-debian12 | throughput | 1.0 | torch-2D | 1 of 1 | 1 | 0 | n/a | 50.00 | valid |" in proc.stdout
+    assert ("| cpu-2core-debian12 | throughput | 1.0 | torch-2D | 1 of 1 | 1 | 0 | n/a | - | - | - | - | 50.00 | valid |"
+            in proc.stdout)
+    assert "RCP check" not in proc.stdout + proc.stderr  # throughput has no convergence to check
+
+
+def test_run_benchmark_runs_the_rcp_check_once_a_submission_is_stored_and_reports_its_failure(tmp_path):
+    # closed has no RCP file yet (tests/test_rcp.py checks that), so its submission fails the check
+    log = write_log(tmp_path / "mlperf.log", benchmark="closed", system="cpu-2core-debian12")
+    data = ("--benchmark", "closed", "--data-dir", str(tmp_path))
+    folder = tmp_path / "results" / "cpu-2core-debian12" / "closed" / "torch-2D"
+    proc, stored = run_benchmark_with_log(tmp_path, log, data + ("--runs", str(CLOSED.runs - 1)))
+    assert proc.returncode == 0, proc.stderr
+    assert len(stored) == CLOSED.runs - 1
+    assert (f"RCP check: not yet a submission ({CLOSED.runs - 1} of {CLOSED.runs} runs stored in {folder}); "
+            f"it is checked once there are {CLOSED.runs}") in proc.stdout
+    proc, stored = run_benchmark_with_log(tmp_path, log, data)
+    assert proc.returncode == 1 and len(stored) == CLOSED.runs
+    assert f"RCP check FAILED: no RCP file benchmark/rcps/closed-{CLOSED.rules_version}.json" in proc.stdout
+    assert proc.stderr.endswith(f"error: the submission in {folder} fails the RCP check (see above): it is no valid "
+                                "result\n")
+    assert "| cpu-2core-debian12 | closed | 1.0 | torch-2D | 5 of 5 | 5 | 0 | 10.00 | no RCP | - |" in proc.stdout
 
 
 # ---------------------------------------------------------------- command line
@@ -381,7 +492,8 @@ def test_summarize_command_writes_tables_and_plots(tmp_path, capsys):
     write_log(tmp_path / "other" / "throughput" / "torch-2D" / "result_1.txt", benchmark="throughput", evals=())
     assert main(["summarize", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| testbox | mini | 1.0 | torch-2D | 5 of 5 | 4 | 0 | 18.67 | 50.00 | valid |" in out
+    # time to train CV: sample stdev of 10, 12, 14, 30 minutes / their mean; every run converged at epoch 1
+    assert "| testbox | mini | 1.0 | torch-2D | 5 of 5 | 4 | 0 | 18.67 | no RCP | - | 55.4 % | 0.0 % | 50.00 | valid |" in out
     assert "Not scored" not in out
     assert (tmp_path / "summary.md").read_text().endswith(out)
     with open(tmp_path / "summary.csv") as handle:
@@ -391,7 +503,7 @@ def test_summarize_command_writes_tables_and_plots(tmp_path, capsys):
     assert rows["other", "throughput", "1.0"]["time_to_train_min"] == ""
     assert rows["other", "throughput", "1.0"]["status"] == "valid"
     plots = tmp_path / "plots"
-    assert sorted(os.listdir(plots)) == ["accuracy_testbox_mini_rules1.0_torch-2D.png", "throughput.png"]
+    assert sorted(os.listdir(plots)) == ["metrics_testbox_mini_rules1.0_torch-2D.png", "throughput.png"]
     for name in os.listdir(plots):
         assert (plots / name).read_bytes()[:8] == PNG_MAGIC
 
