@@ -251,10 +251,10 @@ THROUGHPUT = Benchmark(
     },
     tunables=EXECUTION_TUNABLES + (Tunable("run.minibatch_size", ">= 1", _at_least_one),),
     # The synthetic events come from a pool made before run_start (data.synthetic_pool, fixed at its default:
-    # 512 events) by data.workers processes, and loader threads gather batches from it: 4,500-5,500 images/s at
-    # 640x1024 on 2 busy cores, where events generated on the fly gave 236-292 with 2 worker processes (the
-    # optimized a21 trained at 119 images/s on an H200). data.worker_processes, the default of those days,
-    # changes nothing here now.
+    # 512 events) by data.workers processes, and loader threads gather batches from it: 7,450-9,390 images/s at
+    # 640x1024 on 2 quiet cores (mode.iotest, batch 2), where events generated on the fly gave 236-292 with 2
+    # worker processes (the optimized a21 trained at 119 images/s on an H200). data.worker_processes, the
+    # default of those days, changes nothing here now.
     defaults={"run.minibatch_size": 2, "mode.logging_iteration": 10, "data.worker_processes": True},
     steps=52,
     runs=1,
