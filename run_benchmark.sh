@@ -169,16 +169,13 @@ done
 $PY -m benchmark.results summarize "$RESULTS" || failed=1
 [ "$failed" -eq 0 ] || echo "error: not every run succeeded and was stored as a compliant result (see above)" >&2
 
-# The RCP check of the submission these runs belong to (MLPerf's rule on the first N runs of the folder, once it
-# holds N): a timed benchmark's runs that converge faster than its reference runs allow are no result.
+# The RCP check of the submission these runs belong to (MLPerf's rule on the first N runs of the folder under
+# the current rules, once it holds N): a timed benchmark's runs that converge faster than its reference runs
+# allow are no result.
 rcp_failed=0
-if [ "$BENCHMARK" != throughput ] && [ "$INSTANCES" -eq 1 ]; then
-    FOLDER="$RESULTS/$SYSTEM/$BENCHMARK/$IMPLEMENTATION"
-    NEEDED=$($PY -c "import sys; from benchmark.rules import get_benchmark; print(get_benchmark(sys.argv[1]).runs)" "$BENCHMARK")
-    STORED=$(find "$FOLDER" -maxdepth 1 -name 'result_*.txt' 2>/dev/null | wc -l)
-    if [ "$STORED" -lt "$NEEDED" ]; then
-        echo "RCP check: not yet a submission ($STORED of $NEEDED runs stored in $FOLDER); it is checked once there are $NEEDED"
-    elif ! $PY -m benchmark.rcp check "$FOLDER"; then
+FOLDER="$RESULTS/$SYSTEM/$BENCHMARK/$IMPLEMENTATION"
+if [ "$BENCHMARK" != throughput ] && [ "$INSTANCES" -eq 1 ] && [ -d "$FOLDER" ]; then
+    if ! $PY -m benchmark.rcp check --if-complete "$FOLDER"; then
         echo "error: the submission in $FOLDER fails the RCP check (see above): it is no valid result" >&2
         rcp_failed=1
     fi

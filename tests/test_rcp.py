@@ -238,11 +238,31 @@ def test_check_command_prints_the_numbers_and_exits_0_only_when_it_passes(tmp_pa
 
 def test_check_command_fails_a_submission_with_a_log_that_is_not_compliant(tmp_path, mini_rcps, capsys):
     folder = submission(tmp_path / "s", [4.5] * N)
-    converged_run(folder / "result_2.txt", 4.5, rules_version="0.9")
+    converged_run(folder / "result_2.txt", 4.5, drop=("eval_samples",))
     assert main(["check", str(folder), "--rcps", mini_rcps]) == 1
     out = capsys.readouterr().out
-    assert (f"RCP check FAILED: 1 of {N} logs are no compliant result: {folder / 'result_2.txt'}: it ran under rules "
-            "version '0.9'") in out
+    assert (f"RCP check FAILED: 1 of {N} logs are no compliant result: {folder / 'result_2.txt'}: the compliance "
+            "checker fails it: ") in out
+
+
+def test_check_command_sets_aside_logs_of_older_rules_and_waits_for_a_whole_submission(tmp_path, mini_rcps, capsys):
+    folder = submission(tmp_path / "s", [4.5] * 2, rules_version="0.9")  # an older definition's runs
+    for i in range(3, N + 2):
+        converged_run(folder / f"result_{i}.txt", 4.5, seed=100 + i)
+    assert main(["check", str(folder), "--rcps", mini_rcps, "--if-complete"]) == 0
+    assert capsys.readouterr().out == (f"RCP check: not yet a submission ({N - 1} of {N} runs under the current rules "
+                                       f"stored in {folder}); it is checked once there are {N}\n")
+    assert main(["check", str(folder), "--rcps", mini_rcps]) == 1  # without --if-complete: incomplete fails
+    assert capsys.readouterr().out.endswith(f"RCP check FAILED: incomplete: {N - 1} of {N} runs\n")
+    converged_run(folder / f"result_{N + 2}.txt", 4.5, seed=200)
+    assert main(["check", str(folder), "--rcps", mini_rcps, "--if-complete"]) == 0
+    out = capsys.readouterr().out
+    assert "set aside: 2 logs of other rules versions (result_1.txt, result_2.txt)\n" in out
+    assert out.endswith("RCP check PASSED: RCP found\n")
+    older = submission(tmp_path / "older", [4.5] * N, rules_version="0.9")
+    assert main(["check", str(older), "--rcps", mini_rcps]) == 2
+    assert (f"error: no run in {older} ran under the mini benchmark's current rules (version {MINI.rules_version}): "
+            f"its {N} logs belong to older ones") in capsys.readouterr().err
 
 
 def test_check_command_of_closed_fails_without_its_rcp_file(tmp_path):

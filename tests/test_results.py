@@ -474,8 +474,8 @@ def test_run_benchmark_runs_the_rcp_check_once_a_submission_is_stored_and_report
     proc, stored = run_benchmark_with_log(tmp_path, log, data + ("--runs", str(CLOSED.runs - 1)))
     assert proc.returncode == 0, proc.stderr
     assert len(stored) == CLOSED.runs - 1
-    assert (f"RCP check: not yet a submission ({CLOSED.runs - 1} of {CLOSED.runs} runs stored in {folder}); "
-            f"it is checked once there are {CLOSED.runs}") in proc.stdout
+    assert (f"RCP check: not yet a submission ({CLOSED.runs - 1} of {CLOSED.runs} runs under the current rules "
+            f"stored in {folder}); it is checked once there are {CLOSED.runs}") in proc.stdout
     proc, stored = run_benchmark_with_log(tmp_path, log, data)
     assert proc.returncode == 1 and len(stored) == CLOSED.runs
     assert f"RCP check FAILED: no RCP file benchmark/rcps/closed-{CLOSED.rules_version}.json" in proc.stdout

@@ -37,10 +37,16 @@ class Outcome:
     verdict: Optional[Verdict] = None
     time_to_train_min: Optional[float] = None  # olympic mean
     normalised_min: Optional[float] = None  # the score: time to train x the verdict's norm factor, when it passes
+    set_aside: Sequence[str] = ()  # logs of the folder that ran under other rules versions (not part of it)
 
     @property
     def passed(self) -> bool:
         return self.status == PASS
+
+    @property
+    def incomplete(self) -> bool:
+        """Fewer runs than a submission needs (so far)."""
+        return len(self.runs) < self.required
 
 
 def check_runs(benchmark: str, rules_version: str, runs: Sequence[RunRecord], rcps: Optional[str] = None,
@@ -85,8 +91,10 @@ def epochs_to_converge(runs: Sequence[RunRecord]) -> List[float]:
 
 
 def check_folder(folder: str, rcps: Optional[str] = None, rcp_pass: str = PRUNED) -> Outcome:
-    """The RCP check of a stored submission: the result_<i>.txt logs of one folder, which must all be compliant
-    runs of one benchmark and implementation under its current rules (else it fails, saying which and why)."""
+    """The RCP check of a stored submission: the result_<i>.txt logs of one folder that ran under the
+    benchmark's current rules version, which must all be compliant runs of one benchmark and implementation
+    (else it fails, saying which and why). Logs of other rules versions belong to no submission under the
+    current rules (results are scored per version): they are set aside and named in the report."""
     if not os.path.isdir(folder):
         raise BadInput(f"no such folder {folder}")
     paths = [path for _, path in result_files(folder)]
@@ -102,14 +110,22 @@ def check_folder(folder: str, rcps: Optional[str] = None, rcp_pass: str = PRUNED
                        f"({', '.join(sorted({str(r.benchmark) for r in records}))})")
     if first.benchmark in (None, "none"):
         raise BadInput(f"{first.path} is no benchmark run (cosmictagger_benchmark {first.benchmark!r})")
-    get_benchmark(first.benchmark)
+    current = get_benchmark(first.benchmark).rules_version
+    set_aside = [r.path for r in records if r.rules_version != current]
+    records = [r for r in records if r.rules_version == current]
+    if not records:
+        raise BadInput(f"no run in {folder} ran under the {first.benchmark} benchmark's current rules (version "
+                       f"{current}): its {len(set_aside)} logs belong to older ones")
     rejected = [item for item in examine([(r.path, first.benchmark, first.implementation) for r in records])
                 if item.reason]
     if rejected:
-        return Outcome(FAIL, f"{len(rejected)} of {len(records)} logs are no compliant result: "
-                             + "; ".join(f"{item.record.path}: {item.reason}" for item in rejected),
-                       shown(rcps or rcp_path(first.benchmark, str(first.rules_version))), rcp_pass)
-    return check_runs(first.benchmark, str(first.rules_version), records, rcps, rcp_pass)
+        outcome = Outcome(FAIL, f"{len(rejected)} of {len(records)} logs are no compliant result: "
+                                + "; ".join(f"{item.record.path}: {item.reason}" for item in rejected),
+                          shown(rcps or rcp_path(first.benchmark, current)), rcp_pass)
+    else:
+        outcome = check_runs(first.benchmark, current, records, rcps, rcp_pass)
+    outcome.set_aside = set_aside
+    return outcome
 
 
 # ---------------------------------------------------------------- report
@@ -122,6 +138,9 @@ def _epochs_text(value: float) -> str:
 def report(outcome: Outcome, title: str) -> str:
     """What the check found, line by line, ending with the verdict."""
     lines = [title]
+    if outcome.set_aside:
+        lines.append(f"set aside: {len(outcome.set_aside)} logs of other rules versions "
+                     f"({', '.join(os.path.basename(path) for path in outcome.set_aside)})")
     if outcome.references is not None:
         points = outcome.references.points(outcome.rcp_pass)
         dropped = [p.batch_size for p in outcome.references.full if p not in points]
