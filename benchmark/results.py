@@ -54,6 +54,7 @@ TOKEN = ":::MLLOG "
 RESULT_FILE = re.compile(r"^result_(\d+)\.txt$")
 DEFAULT_ROOT = "results"
 REFERENCE_RUNS = "rcp"  # <root>/rcp/ keeps the logs RCP files are built from; summarize passes it over
+STUDIES = "studies"  # <root>/studies/ keeps convergence studies (benchmark.convergence); passed over too
 
 
 # ---------------------------------------------------------------- storing
@@ -514,8 +515,8 @@ def _result_folders(root: str):
     folders, jobs = [], []
     for folder, subfolders, _ in os.walk(root):
         parts = os.path.relpath(folder, root).split(os.sep)
-        if parts[0] == REFERENCE_RUNS:
-            subfolders.clear()  # reference runs, from which RCPs are built: no system's results
+        if parts[0] in (REFERENCE_RUNS, STUDIES):
+            subfolders.clear()  # reference runs and studies: no system's results
             continue
         weak_job = len(parts) == 4 and re.match(r"^weak_\d+$", parts[3])
         if len(parts) == 3 or weak_job:

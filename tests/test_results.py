@@ -364,13 +364,14 @@ def test_summarize_holds_each_valid_entry_to_its_rcp_and_shows_the_spread(tmp_pa
     submission(entry / "torch-2D", [4.0, 4.5, 4.0, 4.5, 5.0])  # olympic mean 4.333: faster, within the allowed
     submission(entry / "torch-3D", [3.0] * 5, implementation="torch-3D")  # too fast
     submission(tmp_path / "rcp" / "mini-1.0" / "bs8", REFERENCE_EPOCHS[:5])  # reference runs: not scored
+    submission(tmp_path / "studies" / "explore" / "runs", [4.0] * 5)  # a convergence study's logs: not scored
     assert main(["summarize", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     # one minute per epoch and 0.1 to run_stop: time to train 4.43 (olympic), x 4.5 / 4.333 = 4.60;
     # CV: sample stdev / mean of 4.1, 4.6, 4.1, 4.6, 5.1 minutes and of 4, 4.5, 4, 4.5, 5 epochs
     assert "| testbox | mini | 1.0 | torch-2D | 5 of 5 | 5 | 0 | 4.43 | pass | 4.60 | 9.3 % | 9.5 % | 50.00 | valid |" in out
     assert "| testbox | mini | 1.0 | torch-3D | 5 of 5 | 5 | 0 | 3.10 | fail | - | 0.0 % | 0.0 % | 50.00 | valid |" in out
-    assert out.count("| testbox |") == 2  # results/rcp/ holds no system's results
+    assert out.count("| testbox |") == 2 and "| studies |" not in out  # results/rcp/ and studies/: no system's
     assert ("- testbox / mini (rules 1.0) / torch-2D: pass: RCP found (olympic mean 4.333 epochs at batch size 8; "
             "mini_ref_8: mean 4.500, at least 3.880; normalisation factor 1.0385)\n") in out
     assert ("- testbox / mini (rules 1.0) / torch-3D: fail: RCP found, but the submission converges faster than it "
