@@ -454,4 +454,5 @@ def test_a_real_explore_study_runs_resumes_and_reports_what_its_logs_say(tmp_pat
     assert result.rows[0].evaluations <= 3
     text = (out / "report.md").read_text()  # written by the study with the definition's target
     assert "# Convergence study: mini" in text and "explore runs of mini" in text
+    assert "| completed |" in text and "| success |" not in text  # an explore run's success says it ran its epochs
     assert (out / "curves.png").stat().st_size > 20_000

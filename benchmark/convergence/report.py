@@ -142,10 +142,12 @@ def markdown(report: Report) -> str:
              "", f"| seed | status | epochs to target | {time_column} | evaluations to target |",
              "|---:|---|---:|---:|---:|"]
     for row in report.rows:
+        # an explore run logs success when it ran all its epochs, which says nothing of the target
+        status = "completed" if spec.explore and row.status == "success" else row.status
         if row.reached:
-            lines.append(f"| {row.seed} | {row.status} | {row.epochs:.2f} | {row.minutes:.2f} | {row.evaluations} |")
+            lines.append(f"| {row.seed} | {status} | {row.epochs:.2f} | {row.minutes:.2f} | {row.evaluations} |")
         else:
-            lines.append(f"| {row.seed} | {row.status} | not reached | - | - |")
+            lines.append(f"| {row.seed} | {status} | not reached | - | - |")
     lines += ["", _statistics_table(report, time_column), ""]
     missed = [row for row in report.rows if not row.reached]
     if missed:
