@@ -11,18 +11,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-from benchmark.rules import get_benchmark
+from benchmark.rules import TARGET_METRICS, get_benchmark
 
 if TYPE_CHECKING:  # benchmark.results draws these plots: importing it here would be circular
     from benchmark.rcp.points import Point
     from benchmark.results import Examined, SummaryRow
 
-# (eval_accuracy metadata key, which is also the Target field; axis label)
-METRICS = (("cosmic_iou", "cosmic IoU"), ("neutrino_iou", "neutrino IoU"),
-           ("non_bkg_accuracy", "non-background accuracy"))
-
-
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on a compute node
@@ -42,16 +37,16 @@ def plot_throughput(rows: Sequence[SummaryRow], path: str) -> None:
 
 def _save(fig, path: str) -> None:
     fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def metrics_figure(key: Tuple[str, str, Optional[str], str], runs: Sequence[Examined], point: Optional[Point]):
     """The target's metrics against epochs for every run of one entry (runs not compliant say so)."""
-    plt = _pyplot()
+    plt = pyplot()
     system, benchmark, version, implementation = key
     target = get_benchmark(benchmark).target
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(15, 4.5), sharex=True)
-    for ax, (metric, label) in zip(axes, METRICS):
+    fig, axes = plt.subplots(1, len(TARGET_METRICS), figsize=(15, 4.5), sharex=True)
+    for ax, (metric, label) in zip(axes, TARGET_METRICS.items()):
         for item in runs:
             record = item.record
             pairs = [(epoch, values.get(metric)) for (_, _, epoch), values in zip(record.evals, record.eval_metrics)
@@ -82,7 +77,7 @@ def metrics_figure(key: Tuple[str, str, Optional[str], str], runs: Sequence[Exam
 def throughput_figure(rows: Sequence[SummaryRow]):
     """Median images/s of compliant runs on a log scale: one group per benchmark and rules version, one bar per
     system and implementation, each labelled with its value."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in rows if r.images_per_second is not None]
     version = lambda r: "-" if r.rules_version is None else r.rules_version  # noqa: E731
     groups = sorted({(r.benchmark, version(r)) for r in rows})

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tupl
 from benchmark.compliance.checker import check
 from benchmark.errors import BenchmarkError
 from benchmark.plots import plot_metrics, plot_throughput
-from benchmark.rules import get_benchmark
+from benchmark.rules import TARGET_METRICS, get_benchmark
 
 if TYPE_CHECKING:
     from benchmark.rcp.check import Outcome
@@ -205,8 +205,6 @@ _PLAIN_KEYS = {
     "number_of_ranks": "ranks",
     "precision": "precision",
 }
-# eval_accuracy metadata: the metrics a target is made of (named as the Target fields).
-TARGET_METRICS = ("cosmic_iou", "neutrino_iou", "non_bkg_accuracy")
 # Log keys that make up a run's hyperparameters (an RCP is one set of them per batch size).
 _HYPERPARAMETER = re.compile(r"^(opt_.*|scheduler_.*|global_batch_size|gradient_accumulation_frequency)$")
 

@@ -35,6 +35,11 @@ from benchmark.errors import ConfigError
 BENCHMARK_NAME = "cosmictagger"  # submission_benchmark in MLPerf logs
 
 
+# The target's metrics, in its order: each is a Target field and an eval_accuracy metadata key; with its label.
+TARGET_METRICS: Dict[str, str] = {"cosmic_iou": "cosmic IoU", "neutrino_iou": "neutrino IoU",
+                                  "non_bkg_accuracy": "non-background accuracy"}
+
+
 @dataclass(frozen=True)
 class Target:
     """Quality to reach on the whole validation set (all must hold at one evaluation)."""

@@ -17,12 +17,10 @@ from typing import Dict, List, Optional
 from benchmark.durable import published
 from benchmark.errors import BenchmarkError
 from benchmark.results import read_events
+from benchmark.rules import TARGET_METRICS
 
 RECORD = "record.json"
 LOG = "mlperf.log"
-METRICS = ("cosmic_iou", "neutrino_iou", "non_bkg_accuracy")  # the target's, in its order
-METRIC_NAMES = {"cosmic_iou": "cosmic IoU", "neutrino_iou": "neutrino IoU",
-                "non_bkg_accuracy": "non-background accuracy"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class Evaluation:
     seconds: float  # since run_start, when the evaluation's accuracy was logged
 
     def metrics(self) -> Dict[str, float]:
-        return {name: getattr(self, name) for name in METRICS}
+        return {name: getattr(self, name) for name in TARGET_METRICS}
 
 
 @dataclass

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from benchmark.convergence import records, stats
-from benchmark.convergence.records import METRIC_NAMES, METRICS, RunRecord
+from benchmark.convergence.records import RunRecord
 from benchmark.convergence.spec import StudySpec, target_of
 from benchmark.convergence.study import StudyFolder
 from benchmark.durable import published
 from benchmark.errors import ConfigError
-from benchmark.rules import Target
+from benchmark.plots import pyplot
+from benchmark.rules import TARGET_METRICS, Target
 
 REPORT, CURVES = "report.md", "curves.png"
 
@@ -95,7 +96,7 @@ def build(path: str, target: Optional[Target] = None) -> Report:
     rows = [_row(run, target, own) for run in runs]
     reached = [row for row in rows if row.reached]
     means = {metric: stats.mean_curve([[(e.epoch, getattr(e, metric)) for e in run.evaluations] for run in runs])
-             for metric in METRICS}
+             for metric in TARGET_METRICS}
     return Report(spec=spec, target=target, own_target=own, rows=rows,
                   epochs=stats.spread([row.epochs for row in reached]),
                   minutes=stats.spread([row.minutes for row in reached]),
@@ -186,10 +187,10 @@ def _knee_table(report: Report) -> str:
                                                "slower runs only: --explore runs give the whole curve."), "",
              "| metric | target | knee at epoch | mean there | mean at the last epoch |", "|---|---:|---:|---:|---:|"]
     thresholds = _thresholds(report.target)
-    for metric in METRICS:
+    for metric in TARGET_METRICS:
         knee = report.knees[metric]
         cells = ["none", "-", "-"] if knee is None else [f"{knee.epoch:.2f}", f"{knee.value:.3f}", f"{knee.final:.3f}"]
-        lines.append(f"| {METRIC_NAMES[metric]} | {thresholds[metric]:g} | " + " | ".join(cells) + " |")
+        lines.append(f"| {TARGET_METRICS[metric]} | {thresholds[metric]:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -213,14 +214,10 @@ def _number(value: Optional[float]) -> str:
 
 def plot(report: Report, path: str) -> None:
     """One panel per target metric: every run's curve, the mean curve, the threshold and the knee."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a compute node
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     thresholds, runs = _thresholds(report.target), report.runs
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(15, 4.6), sharex=True)
-    for ax, metric in zip(axes, METRICS):
+    fig, axes = plt.subplots(1, len(TARGET_METRICS), figsize=(15, 4.6), sharex=True)
+    for ax, metric in zip(axes, TARGET_METRICS):
         for run in runs:
             ax.plot([e.epoch for e in run.evaluations], [getattr(e, metric) for e in run.evaluations],
                     linewidth=0.8, alpha=0.45, marker=".", markersize=3)
@@ -233,7 +230,7 @@ def plot(report: Report, path: str) -> None:
             ax.axvline(knee.epoch, color="tab:blue", linestyle=":", linewidth=1.2)
             ax.plot([knee.epoch], [knee.value], marker="o", color="tab:blue", markersize=7,
                     label=f"knee: epoch {knee.epoch:.2f}")
-        ax.set_title(METRIC_NAMES[metric], fontsize=10)
+        ax.set_title(TARGET_METRICS[metric], fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
