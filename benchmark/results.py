@@ -294,6 +294,17 @@ def examine(logs: Sequence[Tuple[str, str, str]]) -> List[Examined]:
             examined.append(Examined(RunRecord(path=path), str(exc)))
             continue
         examined.append(Examined(record, mismatch(record, benchmark, implementation)))
+    return _checked(examined)
+
+
+def examine_records(records: Sequence[Tuple[RunRecord, str, str]]) -> List[Examined]:
+    """`examine` for logs already parsed: each (record, benchmark, implementation)."""
+    return _checked([Examined(record, mismatch(record, benchmark, implementation))
+                     for record, benchmark, implementation in records])
+
+
+def _checked(examined: List[Examined]) -> List[Examined]:
+    """The official checker's verdict added to those with no reason yet."""
     pending = [item for item in examined if item.reason is None]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for item, result in zip(pending, pool.map(check, [item.record.path for item in pending])):

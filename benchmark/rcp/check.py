@@ -15,7 +15,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.rcp import BadInput
 from benchmark.rcp.files import load, rcp_path, shown
 from benchmark.rcp.points import PRUNED, References, Verdict, evaluate
-from benchmark.results import RunRecord, examine, parse_log, result_files, time_to_train
+from benchmark.results import RunRecord, examine_records, parse_log, result_files, time_to_train
 from benchmark.rules import get_benchmark
 
 PASS, FAIL, NO_RCP = "pass", "fail", "no RCP"
@@ -116,7 +116,7 @@ def check_folder(folder: str, rcps: Optional[str] = None, rcp_pass: str = PRUNED
     if not records:
         raise BadInput(f"no run in {folder} ran under the {first.benchmark} benchmark's current rules (version "
                        f"{current}): its {len(set_aside)} logs belong to older ones")
-    rejected = [item for item in examine([(r.path, first.benchmark, first.implementation) for r in records])
+    rejected = [item for item in examine_records([(r, first.benchmark, first.implementation) for r in records])
                 if item.reason]
     if rejected:
         outcome = Outcome(FAIL, f"{len(rejected)} of {len(records)} logs are no compliant result: "

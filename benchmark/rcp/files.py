@@ -18,7 +18,7 @@ from benchmark.durable import published
 from benchmark.errors import BenchmarkError
 from benchmark.rcp import BadInput
 from benchmark.rcp.points import References
-from benchmark.results import Examined, RunRecord, examine, parse_log
+from benchmark.results import RunRecord, examine_records, parse_log
 from benchmark.rules import Benchmark, get_benchmark
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,7 +112,7 @@ def build(benchmark: str, rules_version: str, logs: Sequence[str]) -> Dict[str, 
             records.append(parse_log(path))
         except BenchmarkError as exc:
             refused.append(str(exc))
-    for item in examine([(r.path, benchmark, r.implementation) for r in records]):
+    for item in examine_records([(r, benchmark, r.implementation) for r in records]):
         reason = item.reason or _not_reference(item.record)
         if reason:
             refused.append(f"{item.record.path}: {reason}")
