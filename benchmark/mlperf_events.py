@@ -61,8 +61,12 @@ def log_hyperparameters(mlog: MLPerfLog, cfg: DictConfig, parallel: Parallel, ac
     schedule = optimizer.lr_schedule.value
     reference, cosine = schedule == "reference", schedule == "warmup_cosine"
     mlog.event("opt_learning_rate_schedule", schedule)
-    warmup = REFERENCE.warmup_epochs if reference else float(optimizer.warmup_epochs) if cosine else 0.0
-    initial = REFERENCE.floor if reference else 0.0 if cosine else float(optimizer.learning_rate)
+    if reference:
+        warmup, initial = REFERENCE.warmup_epochs, REFERENCE.floor
+    elif cosine:
+        warmup, initial = float(optimizer.warmup_epochs), 0.0
+    else:
+        warmup, initial = 0.0, float(optimizer.learning_rate)
     mlog.event(C.OPT_LR_WARMUP_EPOCHS, warmup)
     mlog.event("opt_learning_rate_warmup_initial", initial)
     if cosine:
