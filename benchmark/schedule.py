@@ -14,9 +14,10 @@ epoch = step * images_per_step / train_events.
   from 0 to learning_rate over `warmup_epochs` (step s trains at the rate of
   the epoch where it ends, so no step trains at 0), then a half cosine from
   learning_rate down to `final_lr_fraction` x learning_rate at
-  `decay_end_epoch`, constant after. Decaying to a fixed epoch makes every
-  seed approach the same quality at the same time, which narrows the spread
-  of epochs to a target.
+  `decay_end_epoch`, constant after. Decaying to a fixed epoch is meant to
+  bring every seed to its final quality at the same time and so narrow the
+  spread of epochs to a target; results/studies/ holds what was measured
+  (a decay that ends too early also lowers that quality).
 """
 from __future__ import annotations
 
