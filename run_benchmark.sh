@@ -99,7 +99,7 @@ mkdir -p "$RESULTS" 2>/dev/null && [ -w "$RESULTS" ] || die "results directory $
 
 # The dataset.
 if [ "$BENCHMARK" = mini ] && [ -z "$DATA_DIR" ]; then
-    DATA_DIR=.cache/datasets/mini-v1-seed7
+    DATA_DIR=$($PY -c "import sys; from benchmark.datasets import generated_dataset_folder as f; print(f(sys.argv[1]))" mini)
     if [ ! -f "$DATA_DIR/manifest.json" ]; then
         echo "generating the mini dataset in $DATA_DIR (once) ..."
         $PY -c "import sys; from benchmark.datasets import generate_benchmark_dataset as g; g('mini', sys.argv[1])" "$DATA_DIR"

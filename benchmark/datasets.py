@@ -102,6 +102,20 @@ def verify_benchmark_dataset(cfg: DictConfig, definition) -> None:
             raise DataError(f"{path}: sha256 does not match the {definition.name} benchmark's definition")
 
 
+def generated_dataset_folder(name: str) -> str:
+    """Where run_benchmark.sh and convergence studies keep a benchmark's generated dataset (made once):
+    .cache/datasets/<name>-v<generator version>-seed<seed> in the repository, so a changed definition gets a new one."""
+    from benchmark.rules import get_benchmark
+
+    dataset = get_benchmark(name).dataset
+    if dataset is None or dataset.generated is None:
+        raise DataError(f"the {name} benchmark does not use a generated dataset")
+    generated = dataset.generated
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(repository, ".cache", "datasets",
+                        f"{name}-v{generated['generator_version']}-seed{generated['seed']}")
+
+
 def generate_benchmark_dataset(name: str, out: str) -> None:
     """Generate the dataset a benchmark definition describes (its seed, counts and compression)."""
     from benchmark.data.dataset import generate

@@ -26,8 +26,6 @@ from benchmark.rules import Benchmark, Target, get_benchmark
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXEC = os.path.join(REPOSITORY, "bin", "exec.py")
-# Where run_benchmark.sh keeps generated datasets (.cache/datasets/mini-v1-seed7 for mini).
-DATASETS = os.path.join(REPOSITORY, ".cache", "datasets")
 
 # Set by the study for each run; a --set of these would make seeds indistinguishable or mix their folders.
 OWNED = ("mode", "benchmark", "run.id", "run.seed", "data.seed", "run.output_dir")
@@ -104,19 +102,15 @@ def plan(benchmark: str, sets: Sequence[str], explore: bool = False, epochs: Opt
     study = StudyPlan(spec, definition)
     cfg = study.check()  # the user's settings alone, before the study picks a data folder
     if not cfg.data.synthetic and "data.data_directory" not in keys and _generated(definition):
-        study = StudyPlan(StudySpec(**{**asdict(spec), "data_directory": default_data_directory(definition)}),
+        from benchmark.datasets import generated_dataset_folder
+
+        study = StudyPlan(StudySpec(**{**asdict(spec), "data_directory": generated_dataset_folder(definition.name)}),
                           definition)
     return study
 
 
 def _generated(definition: Benchmark) -> bool:
     return definition.dataset is not None and definition.dataset.generated is not None
-
-
-def default_data_directory(definition: Benchmark) -> str:
-    """The generated dataset's folder, named as run_benchmark.sh names it."""
-    generated = definition.dataset.generated
-    return os.path.join(DATASETS, f"{definition.name}-v{generated['generator_version']}-seed{generated['seed']}")
 
 
 @dataclass
