@@ -280,6 +280,13 @@ class _Compiled:
         mode = self.cfg.framework.compile_mode.value
         if mode == "auto":
             mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+        if (self.device.type == "cpu" and torch.backends.cpu.get_cpu_capability() == "AVX512"
+                and self.cfg.network.n_initial_filters < 16):
+            # Channels_last rows of 8 channels fill half an AVX-512 vector: Inductor's kernels over them run
+            # faster 256 bits wide (a21 at 640x1024 on 2 AVX-512 cores, alternating runs: 0.66 and 0.69
+            # images/s against 0.55 and 0.62). Process-wide, as Inductor's settings are.
+            import torch._inductor.config as inductor_config
+            inductor_config.cpp.simdlen = 256
         self.training.train_model = torch.compile(self.training.train_model, mode=mode, dynamic=False)
         self.evaluation_model = torch.compile(self.model, mode=mode, dynamic=False)
         # Loss and confusion counts: a few fused kernels instead of some thirty eager ones per step
