@@ -41,6 +41,7 @@ def test_train_writes_config_metrics_checkpoints_and_throughput(tmp_path, capsys
     text = capsys.readouterr().out
     assert text.startswith("-- CONFIG --")
     assert "trainable parameters:" in text
+    assert "implementation: torch-2D on cpu" in text and f"(PyTorch {torch.__version__})" in text  # where, and what
     assert "validation after step 2" in text and "validation after step 4" in text
     assert "throughput:" in text and "images/s over 2 iterations (first 2 left out" in text
     assert (out / "config.yaml").exists()
