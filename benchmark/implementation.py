@@ -159,6 +159,6 @@ class Implementation(abc.ABC):
         return ".ckpt"
 
     def describe(self) -> Dict[str, str]:
-        """Framework and library versions ("framework": "PyTorch 2.13.0", "spconv": "2.3.8", ...; "device" is
-        the device description), printed when a run builds the implementation."""
+        """Framework and library versions ("framework": "PyTorch 2.13.0", "spconv": "2.3.8", ...), printed
+        beside `device_description()` when a run builds the implementation."""
         return {}

@@ -58,8 +58,7 @@ class Session:
     def implementation(self) -> Implementation:
         cls = registry.load_class(self.cfg)
         impl = cls(self.cfg, self.image_shape, self.parallel)
-        versions = ", ".join(value if key == "framework" else f"{key} {value}"
-                             for key, value in impl.describe().items() if key != "device")
+        versions = ", ".join(value if key == "framework" else f"{key} {value}" for key, value in impl.describe().items())
         print(f"implementation: {impl.name} on {impl.device_description()}" + (f" ({versions})" if versions else ""),
               flush=True)
         print(f"trainable parameters: {impl.parameter_count():,}", flush=True)

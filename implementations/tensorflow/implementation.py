@@ -242,8 +242,7 @@ class TensorFlowDense2D(Implementation):
         return ModelCost.from_forward(forward, activations)
 
     def describe(self) -> Dict[str, str]:
-        return {"framework": f"TensorFlow {tf.__version__}", "keras": keras.__version__,
-                "device": self.device_description()}
+        return {"framework": f"TensorFlow {tf.__version__}", "keras": keras.__version__}
 
     # -- steps -------------------------------------------------------------
     def _dense(self, batch: VoxelBatch) -> Tuple[tf.Tensor, tf.Tensor]:

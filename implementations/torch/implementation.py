@@ -91,7 +91,7 @@ class TorchDense2D(Implementation):
         return measure_cost(self._build, image_shape)
 
     def describe(self) -> Dict[str, str]:
-        info = {"framework": f"PyTorch {torch.__version__}", "device": self.device_description()}
+        info = {"framework": f"PyTorch {torch.__version__}"}
         if self.device.type == "cuda":
             info["cuda"] = str(torch.version.cuda)
             info["cudnn"] = str(torch.backends.cudnn.version())
